@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Usage: [KSRC=...] [PATCHES=...] [KFLAVOR=normal|debug] scripts/build-tests.sh [--help]
+#
+# Builds the guest's test programs, statically linked, into out/<flavor>/bin/:
+#  - hmm-tests: upstream tools/testing/selftests/mm/hmm-tests.c, compiled from
+#    the same kernel tree (never copied into this repository);
+#  - the project's own selftests (selftests/Makefile).
+# Both use the kernel's UAPI headers, generated in the build folder.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+maybe_help "$0" "$@"
+
+src=$("$REPO_ROOT/scripts/kernel-source.sh")
+build=$("$REPO_ROOT/scripts/kernel-build.sh")
+hdr=$build/usr
+bin=$OUT/$KFLAVOR/bin
+mkdir -p "$bin"
+
+# 'make headers' leaves the sanitised UAPI headers in <build>/usr/include
+# (headers_install would only copy them, with rsync).
+if [ ! -f "$hdr/.done" ] || [ -n "$KSRC" ]; then
+	run_logged "$build/logs/headers.log" make -C "$src" O="$build" headers
+	touch "$hdr/.done"
+fi
+
+mm=$src/tools/testing/selftests/mm
+log "building upstream hmm-tests"
+run_logged "$bin/hmm-tests.build.log" gcc -static -O2 -Wall \
+	-I"$mm/.." -I"$mm" -I"$src" -I"$hdr/include" -isystem "$src/tools/include/uapi" \
+	-o "$bin/hmm-tests" \
+	"$mm/hmm-tests.c" "$mm/vm_util.c" "$mm/hugepage_settings.c" -lpthread
+
+log "building project selftests"
+run_logged "$bin/selftests.build.log" make -C "$REPO_ROOT/selftests" \
+	KSRC="$src" KHDR="$hdr/include" OUTDIR="$bin"
+printf '%s\n' "$bin"

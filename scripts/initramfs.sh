@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Usage: [DRIVERS="c rust"] [SUITES="hmm-tests dmirror_abi"] [COHERENT=1] scripts/initramfs.sh [--help]
+#
+# Builds the guest's initramfs into out/<flavor>/initramfs.cpio.gz and prints its path:
+# busybox-static, qemu/init as /init, the test programs of out/<flavor>/bin,
+# the driver modules and /etc/hmm-plan, the plan qemu/init runs:
+#  - DRIVERS: which drivers, in order: 'c' is the upstream lib/test_hmm.ko of
+#    the kernel build, 'rust' this repository's hmm_dmirror_rs.ko.
+#  - SUITES: test programs to run against each driver (default: all built).
+#  - COHERENT=1 (default): load the drivers with spm_addr_dev0/1 inside the
+#    RAM that scripts/run-vm.sh reserves with memmap=, so that the
+#    device-coherent /dev/hmm_dmirror2 and 3 exist. COHERENT=0: private only.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+maybe_help "$0" "$@"
+
+DRIVERS=${DRIVERS:-c rust}
+COHERENT=${COHERENT:-1}
+
+build=$("$REPO_ROOT/scripts/kernel-build.sh")
+bin=$("$REPO_ROOT/scripts/build-tests.sh")
+SUITES=${SUITES:-$(cd "$bin" && find . -maxdepth 1 -type f -executable -printf '%f\n' | sort | tr '\n' ' ')}
+
+root=$OUT/$KFLAVOR/initramfs
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,lib/modules}
+cp /bin/busybox "$root/bin/busybox"
+for applet in $(/bin/busybox --list); do
+	[ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+done
+install -m 0755 "$REPO_ROOT/qemu/init" "$root/init"
+
+params=
+[ "$COHERENT" = 0 ] || params="spm_addr_dev0=$SPM_ADDR_DEV0 spm_addr_dev1=$SPM_ADDR_DEV1"
+plan=$root/etc/hmm-plan
+: >"$plan"
+for driver in $DRIVERS; do
+	case "$driver" in
+	c) ko=$build/lib/test_hmm.ko ;;
+	rust) ko=$("$REPO_ROOT/scripts/build-module.sh") ;;
+	*) die "unknown driver '$driver' (known: c rust)" ;;
+	esac
+	[ -f "$ko" ] || die "module not found: $ko"
+	cp "$ko" "$root/lib/modules/"
+	echo "driver $driver /lib/modules/$(basename "$ko") $params" >>"$plan"
+done
+for suite in $SUITES; do
+	[ -x "$bin/$suite" ] || die "no test program '$suite' in $bin"
+	cp "$bin/$suite" "$root/bin/"
+	echo "suite $suite $(suite_timeout "$suite") /bin/$suite" >>"$plan"
+done
+
+image=$OUT/$KFLAVOR/initramfs.cpio.gz
+(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$image"
+printf '%s\n' "$image"

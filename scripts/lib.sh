@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash
+#
+# Common settings for every pipeline script: where the cache and the outputs
+# live, the pinned versions, logging and the Debian toolchain variables that
+# every kernel and module make needs. Sourced, never run.
+
+# The repository root, whatever directory the caller is in.
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export REPO_ROOT
+
+# Everything expensive (toolchain pieces, kernel sources, kernel builds) lives
+# here, outside the repository, keyed by what determines it.
+HMM_CACHE=${HMM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hmm-dmirror-rs}
+export HMM_CACHE
+OUT=${OUT:-$REPO_ROOT/out}
+export OUT
+
+# Pinned versions (see ../shared/TOOLCHAIN.md for why these).
+BINDGEN_VERSION=0.71.1
+LIBCLANG_VERSION=18.1.1
+KERNEL_PKG=linux-source-7.3
+KERNEL_PKG_VERSION=7.3.4-1~bpo13+1
+KERNEL_PKG_SHA256=703e369ddd4cce971452f5a593ee55df3a5c10c83caf0fa0df039633ed181ee3
+KERNEL_PKG_SUITE=trixie-backports
+
+BINDGEN_DIR=$HMM_CACHE/bindgen-$BINDGEN_VERSION
+LIBCLANG_DIR=$HMM_CACHE/libclang-$LIBCLANG_VERSION
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Run a command quietly, keeping its output in a log; show the tail on failure.
+run_logged() {
+	local logfile=$1
+	shift
+	mkdir -p "$(dirname "$logfile")"
+	if ! "$@" >"$logfile" 2>&1; then
+		tail -n 40 "$logfile" >&2
+		die "'$*' failed; full log: $logfile"
+	fi
+}
+
+# The make variables that select the Debian rustc (with std sources) over
+# rustup's, bindgen from the cache and the PyPI libclang.
+kernel_make_vars() {
+	printf '%s\n' \
+		RUSTC=/usr/bin/rustc \
+		RUSTDOC=/usr/bin/rustdoc \
+		HOSTRUSTC=/usr/bin/rustc \
+		"BINDGEN=$BINDGEN_DIR/bin/bindgen"
+}
+export LIBCLANG_PATH=$LIBCLANG_DIR/clang/native
+
+# Print the script's own header comment as its --help.
+# Convention: line 1 is the shebang, line 2 the SPDX tag, then the comment.
+usage_from_header() {
+	awk 'NR > 2 && /^#/ { sub(/^# ?/, ""); print; next } NR > 2 { exit }' "$1"
+}
+
+# Handle -h/--help for a script whose header documents it.
+maybe_help() {
+	local script=$1
+	shift
+	case "${1:-}" in
+	-h | --help)
+		usage_from_header "$script"
+		exit 0
+		;;
+	esac
+}
+
+# --- The kernel tree -------------------------------------------------------
+#
+# KSRC: a user's own kernel tree (default: Debian's linux-source package,
+# unpacked into the cache). PATCHES: space-separated patch files applied, in
+# order, to a copy of that tree. KFLAVOR: normal or debug (config fragment).
+KSRC=${KSRC:-}
+PATCHES=${PATCHES:-}
+KFLAVOR=${KFLAVOR:-normal}
+
+# The pristine tree of the pinned package.
+PKG_SRC_DIR=$HMM_CACHE/src/$KERNEL_PKG-$KERNEL_PKG_VERSION/linux
+
+sha256_of_stdin() { sha256sum | cut -c1-16; }
+
+# The tree the kernel is built from: KSRC or the package tree, or, with
+# PATCHES, a patched copy keyed by the base tree and the patches' contents.
+kernel_source_dir() {
+	local base=${KSRC:-$PKG_SRC_DIR}
+	if [ -z "$PATCHES" ]; then
+		printf '%s\n' "$base"
+		return
+	fi
+	local key p
+	key=$({
+		realpath -m "$base"
+		# A git tree's state is part of the key, so edits give a new copy.
+		if [ -d "$base/.git" ]; then
+			git -C "$base" rev-parse HEAD
+			git -C "$base" diff HEAD | sha256sum
+		fi
+		for p in $PATCHES; do
+			[ -f "$p" ] || die "patch not found: $p"
+			sha256sum <"$p"
+		done
+	} | sha256_of_stdin)
+	printf '%s\n' "$HMM_CACHE/src/patched-$key/linux"
+}
+
+# The config fragments of a flavor, in merge order.
+kernel_fragments() {
+	printf '%s\n' "$REPO_ROOT/qemu/kernel.config"
+	[ "$KFLAVOR" = normal ] || printf '%s\n' "$REPO_ROOT/qemu/kernel-$KFLAVOR.config"
+}
+
+# The build folder: keyed by the source tree, the fragments and the toolchain.
+kernel_build_dir() {
+	local src key
+	src=$(kernel_source_dir)
+	key=$({
+		realpath -m "$src"
+		kernel_fragments | xargs cat
+		/usr/bin/rustc --version 2>/dev/null || true
+		echo "$BINDGEN_VERSION $LIBCLANG_VERSION"
+	} | sha256_of_stdin)
+	printf '%s\n' "$HMM_CACHE/build/$KFLAVOR-$key"
+}
+
+# --- The VM ----------------------------------------------------------------
+#
+# Device-coherent memory is emulated by RAM the guest kernel reserves with
+# memmap=SIZE$BASE (a guest with more than 4 GiB has RAM from 0x100000000
+# up); the drivers get the two 256 MiB halves as spm_addr_dev0/1.
+VM_MEM=${VM_MEM:-6G}
+SPM_RESERVE='512M$0x100000000'
+SPM_ADDR_DEV0=0x100000000
+SPM_ADDR_DEV1=0x110000000
+
+# Seconds a suite may run inside the guest before it is killed (TCG, debug
+# kernel included); its own harness times out single tests earlier.
+suite_timeout() {
+	case "$1" in
+	hmm-tests) echo 1200 ;;
+	*) echo 600 ;;
+	esac
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Usage: [KFLAVOR=normal|debug] [DRIVERS="c rust"] [SUITES=...] [ACCEL=auto|kvm|tcg]
+#        [VM_TIMEOUT=seconds] scripts/run-vm.sh [--help]
+#
+# Boots the guest kernel with the initramfs of scripts/initramfs.sh, lets
+# qemu/init run the plan, and splits what the guest sends on its second serial
+# port into out/<flavor>/results/<driver>/<suite>.tap (plus dmesg.txt and
+# kmemleak.txt). The console is kept in out/<flavor>/console.log.
+# ACCEL=auto tries KVM first and falls back to TCG when the kernel does not
+# print its banner within 20 s. A guest that has not finished within
+# VM_TIMEOUT seconds (default 2400) is killed and the run reported as hung.
+# Exits 0 when the guest finished its plan (results may still hold failures),
+# 1 when it crashed or hung.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+maybe_help "$0" "$@"
+
+ACCEL=${ACCEL:-auto}
+VM_TIMEOUT=${VM_TIMEOUT:-2400}
+build=$("$REPO_ROOT/scripts/kernel-build.sh")
+initrd=$("$REPO_ROOT/scripts/initramfs.sh")
+kernel=$build/arch/x86/boot/bzImage
+dir=$OUT/$KFLAVOR
+console=$dir/console.log
+channel=$dir/channel.log
+
+cmdline="console=ttyS0 panic=-1 loglevel=6 memmap=$SPM_RESERVE"
+[ "$KFLAVOR" != debug ] || cmdline+=" kfence.sample_interval=10"
+
+# Starts QEMU in the background; sets qemu_pid.
+start_qemu() {
+	local accel=$1
+	local cpu=()
+	[ "$accel" = kvm ] && cpu=(-cpu host)
+	: >"$console"
+	: >"$channel"
+	qemu-system-x86_64 -accel "$accel" "${cpu[@]}" -smp 2 -m "$VM_MEM" \
+		-nographic -no-reboot -monitor none \
+		-serial "file:$console" -serial "file:$channel" \
+		-kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
+		</dev/null >"$dir/qemu.log" 2>&1 &
+	qemu_pid=$!
+}
+
+# Waits up to $2 seconds for QEMU to exit or for $1 to appear on the console.
+wait_for() {
+	local pattern=$1 seconds=$2 i
+	for ((i = 0; i < seconds; i++)); do
+		kill -0 "$qemu_pid" 2>/dev/null || return 1
+		grep -q "$pattern" "$console" 2>/dev/null && return 0
+		sleep 1
+	done
+	return 1
+}
+
+stop_qemu() {
+	kill "$qemu_pid" 2>/dev/null || true
+	wait "$qemu_pid" 2>/dev/null || true
+}
+trap stop_qemu EXIT
+
+accel=tcg
+if [ "$ACCEL" = kvm ] || { [ "$ACCEL" = auto ] && [ -w /dev/kvm ]; }; then
+	log "trying KVM"
+	start_qemu kvm
+	if wait_for 'Linux version' 20; then
+		accel=kvm
+	else
+		log "KVM guest printed no banner within 20 s; falling back to TCG"
+		stop_qemu
+		[ "$ACCEL" != kvm ] || die "ACCEL=kvm was asked for, but KVM does not work here"
+	fi
+fi
+[ "$accel" = kvm ] || start_qemu tcg
+echo "$accel" >"$dir/accelerator"
+log "guest running under $accel (console: $console)"
+
+status=finished
+SECONDS=0
+while kill -0 "$qemu_pid" 2>/dev/null; do
+	if ((SECONDS > VM_TIMEOUT)); then
+		status=hung
+		log "guest did not finish within $VM_TIMEOUT s; killing it"
+		stop_qemu
+		break
+	fi
+	sleep 2
+done
+wait "$qemu_pid" 2>/dev/null || true
+trap - EXIT
+grep -q '^@@DONE' "$channel" || { [ "$status" = hung ] || status=crashed; }
+echo "$status" >"$dir/guest-status"
+
+# Split the channel into one file per framed section.
+results=$dir/results
+rm -rf "$results"
+mkdir -p "$results"
+tr -d '\r' <"$channel" | awk -v dir="$results" '
+	/^@@BEGIN / { file = dir "/" $2 "/" $3 ".tap"; system("mkdir -p " dir "/" $2); printf "" > file; next }
+	/^@@END /   { print $4 > (dir "/" $2 "/" $3 ".rc"); close(file); file = ""; next }
+	/^@@/       { next }
+	file != ""  { print > file }
+'
+[ -f "$results/kernel/dmesg.tap" ] && mv "$results/kernel/dmesg.tap" "$dir/dmesg.txt"
+[ -f "$results/kernel/kmemleak.tap" ] && mv "$results/kernel/kmemleak.tap" "$dir/kmemleak.txt"
+rm -rf "$results/kernel"
+log "guest $status after ${SECONDS}s; results in $results"
+[ "$status" = finished ]
