@@ -21,13 +21,17 @@ stamp=$build/.hmm-build-done
 mapfile -t make_vars < <(kernel_make_vars)
 kmake() { make -C "$src" O="$build" "${make_vars[@]}" "$@"; }
 
+# One build per folder at a time: a second caller waits for the first.
+mkdir -p "$(dirname "$build")"
+exec 9>"$build.lock"
+flock 9
+
 if [ -f "$stamp" ] && [ -z "$KSRC" ]; then
 	log "kernel ($KFLAVOR) already built in $build"
 	printf '%s\n' "$build"
 	exit 0
 fi
 
-mkdir -p "$build"
 logs=$build/logs
 mkdir -p "$logs"
 mapfile -t fragments < <(kernel_fragments)

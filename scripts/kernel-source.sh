@@ -82,8 +82,9 @@ apply_patches() {
 }
 
 if [ -n "$KSRC" ]; then
-	[ -f "$KSRC/Makefile" ] && [ -f "$KSRC/lib/test_hmm.c" ] ||
+	if [ ! -f "$KSRC/Makefile" ] || [ ! -f "$KSRC/lib/test_hmm.c" ]; then
 		die "KSRC=$KSRC is not a kernel tree with lib/test_hmm.c"
+	fi
 	base=$(realpath "$KSRC")
 else
 	fetch_package_tree

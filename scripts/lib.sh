@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the variables are for the scripts that source this
 #
 # Common settings for every pipeline script: where the cache and the outputs
 # live, the pinned versions, logging and the Debian toolchain variables that
@@ -133,7 +133,7 @@ kernel_build_dir() {
 # memmap=SIZE$BASE (a guest with more than 4 GiB has RAM from 0x100000000
 # up); the drivers get the two 256 MiB halves as spm_addr_dev0/1.
 VM_MEM=${VM_MEM:-6G}
-SPM_RESERVE='512M$0x100000000'
+SPM_RESERVE="512M\$0x100000000"
 SPM_ADDR_DEV0=0x100000000
 SPM_ADDR_DEV1=0x110000000
 

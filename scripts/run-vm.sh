@@ -100,11 +100,14 @@ mkdir -p "$results"
 tr -d '\r' <"$channel" | awk -v dir="$results" '
 	/^@@BEGIN / { file = dir "/" $2 "/" $3 ".tap"; system("mkdir -p " dir "/" $2); printf "" > file; next }
 	/^@@END /   { print $4 > (dir "/" $2 "/" $3 ".rc"); close(file); file = ""; next }
+	/^@@INFO /  { sub(/^@@INFO /, ""); print > (dir "/info.txt"); next }
 	/^@@/       { next }
 	file != ""  { print > file }
 '
 [ -f "$results/kernel/dmesg.tap" ] && mv "$results/kernel/dmesg.tap" "$dir/dmesg.txt"
 [ -f "$results/kernel/kmemleak.tap" ] && mv "$results/kernel/kmemleak.tap" "$dir/kmemleak.txt"
 rm -rf "$results/kernel"
+[ -f "$results/info.txt" ] && mv "$results/info.txt" "$dir/info.txt"
+cp "$build/.config" "$dir/kernel.config"
 log "guest $status after ${SECONDS}s; results in $results"
 [ "$status" = finished ]

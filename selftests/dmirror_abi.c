@@ -62,7 +62,7 @@ TEST_F(abi, npages_zero_is_einval)
 		.addr = (uintptr_t)self->buf, .ptr = (uintptr_t)out, .npages = 0,
 	};
 
-	for (size_t i = 0; i < sizeof(all_commands) / sizeof(all_commands[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(all_commands); i++)
 		EXPECT_EQ(-EINVAL, dmirror_ioctl(self->fd, all_commands[i], &cmd));
 }
 
@@ -73,7 +73,7 @@ TEST_F(abi, unaligned_addr_is_einval)
 		.addr = (uintptr_t)self->buf + 1, .ptr = (uintptr_t)out, .npages = 1,
 	};
 
-	for (size_t i = 0; i < sizeof(all_commands) / sizeof(all_commands[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(all_commands); i++)
 		EXPECT_EQ(-EINVAL, dmirror_ioctl(self->fd, all_commands[i], &cmd));
 }
 

@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: GPL-2.0
+# hmm-dmirror-rs: the dmirror HMM test driver in Rust, and the pipeline that
+# builds a kernel, boots it in QEMU and runs the selftests against the Rust
+# module and the upstream C test_hmm.ko. 'make help' lists the targets.
+#
+# Inside Kbuild (make -C <kernel build> M=$(PWD)) this file is not used:
+# Kbuild takes precedence.
+
+SHELL := /bin/bash
+SCRIPTS := $(CURDIR)/scripts
+
+.DEFAULT_GOAL := help
+
+help: ## This list.
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@echo
+	@echo "Variables: KSRC=/path/to/linux  PATCHES=\"a.patch b.mbox\"  KFLAVOR=normal|debug"
+	@echo "           DRIVERS=\"c rust\"  SUITES=\"hmm-tests dmirror_abi\"  ACCEL=auto|kvm|tcg"
+	@echo "           HMM_CACHE (default ~/.cache/hmm-dmirror-rs)  OUT (default ./out)"
+
+run: ## The main job: normal kernel, all drivers and suites, results table.
+	FLAVORS=normal $(SCRIPTS)/pipeline.sh
+
+check: lint ## The tests: lint, then every suite on the normal and the debug kernel.
+	FLAVORS="normal debug" $(SCRIPTS)/pipeline.sh
+
+toolchain: ## Install rustc-web, bindgen, libclang, qemu, build deps (idempotent).
+	$(SCRIPTS)/toolchain.sh
+
+kernel-source: ## Fetch (or take KSRC), patch (PATCHES) and print the kernel tree.
+	$(SCRIPTS)/kernel-source.sh
+
+kernel: ## Configure and build the kernel of KFLAVOR (cached).
+	$(SCRIPTS)/kernel-build.sh
+
+module: ## Build the Rust module against the kernel of KFLAVOR (CLIPPY=1 for clippy).
+	$(SCRIPTS)/build-module.sh
+
+tests: ## Build upstream hmm-tests and the project selftests for the guest.
+	$(SCRIPTS)/build-tests.sh
+
+initramfs: ## Build the guest's initramfs (DRIVERS, SUITES).
+	$(SCRIPTS)/initramfs.sh
+
+vm: ## Boot the VM of KFLAVOR and collect results into out/KFLAVOR/.
+	$(SCRIPTS)/run-vm.sh
+
+report: ## Print the results table of what is in out/ (FLAVORS).
+	python3 $(SCRIPTS)/report.py --out $(or $(OUT),out) $(or $(FLAVORS),normal)
+
+lint: ## shellcheck the scripts.
+	$(SCRIPTS)/lint.sh
+
+clean: ## Remove out/ (the cache outside the repository stays).
+	rm -rf out
+
+.PHONY: help run check toolchain kernel-source kernel module tests initramfs vm report lint clean

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Usage: scripts/lint.sh [--help]
+#
+# Static checks of the repository: shellcheck on every script and the guest's
+# init, checkpatch (from the kernel tree, --no-tree) on the C files, a syntax
+# check of the Python report, and rustfmt --check on the Rust module.
+# Installs what it needs through scripts/toolchain.sh.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+maybe_help "$0" "$@"
+
+"$REPO_ROOT/scripts/toolchain.sh"
+src=$("$REPO_ROOT/scripts/kernel-source.sh")
+cd "$REPO_ROOT"
+failed=0
+
+log "shellcheck"
+shellcheck -x scripts/*.sh qemu/init .ci/run || failed=1
+
+log "checkpatch"
+mapfile -t c_files < <(git ls-files '*.c' '*.h')
+for f in "${c_files[@]}"; do
+	"$src/scripts/checkpatch.pl" --no-tree --quiet --show-types --ignore SPDX_LICENSE_TAG -f "$f" ||
+		failed=1
+done
+
+log "python"
+python3 -m py_compile scripts/report.py || failed=1
+
+mapfile -t rs_files < <(git ls-files '*.rs')
+if [ ${#rs_files[@]} -gt 0 ]; then
+	log "rustfmt"
+	rustfmt --check --edition 2021 --config-path "$src/.rustfmt.toml" "${rs_files[@]}" || failed=1
+fi
+[ "$failed" -eq 0 ] || die "lint found problems (see above)"
+log "lint clean"

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Usage: [FLAVORS="normal debug"] [DRIVERS="c rust"] [SUITES=...] [KSRC=...] [PATCHES=...]
+#        scripts/pipeline.sh [--help]
+#
+# The whole job, from a fresh machine to results: installs the toolchain,
+# fetches and builds the kernel of each flavor (cached), builds the modules and
+# test programs, boots one VM per flavor that runs every suite against every
+# driver, then prints the side-by-side table and the closing line
+# 'N passed, N failed, N skipped'. Exits non-zero on any unexpected result.
+# DRIVERS defaults to the C reference plus the Rust module (when Kbuild exists).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+maybe_help "$0" "$@"
+
+FLAVORS=${FLAVORS:-normal}
+if [ -z "${DRIVERS:-}" ]; then
+	DRIVERS=c
+	[ -f "$REPO_ROOT/Kbuild" ] && DRIVERS="c rust"
+fi
+export DRIVERS
+
+"$REPO_ROOT/scripts/toolchain.sh"
+mkdir -p "$OUT"
+SECONDS=0
+for flavor in $FLAVORS; do
+	log "flavor $flavor: drivers $DRIVERS"
+	KFLAVOR=$flavor "$REPO_ROOT/scripts/run-vm.sh" || log "flavor $flavor: guest did not finish its plan"
+done
+log "pipeline took ${SECONDS}s"
+# shellcheck disable=SC2086 # one argument per flavor
+python3 "$REPO_ROOT/scripts/report.py" --out "$OUT" $FLAVORS
