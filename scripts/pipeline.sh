@@ -6,7 +6,8 @@
 # The whole job, from a fresh machine to results: installs the toolchain,
 # fetches and builds the kernel of each flavor (cached), builds the modules and
 # test programs, boots one VM per flavor that runs every suite against every
-# driver, then prints the side-by-side table and the closing line
+# driver, runs the host-side tests of the pipeline itself (test-pipeline.sh),
+# then prints the side-by-side table and the closing line
 # 'N passed, N failed, N skipped'. Exits non-zero on any unexpected result.
 # DRIVERS defaults to the C reference plus the Rust module (when Kbuild exists).
 set -euo pipefail
@@ -24,10 +25,20 @@ export DRIVERS
 "$REPO_ROOT/scripts/toolchain.sh"
 mkdir -p "$OUT"
 SECONDS=0
+
+# The pipeline's own host-side tests, reported like a guest's suite.
+host=$OUT/host
+rm -rf "$host"
+mkdir -p "$host/results/host"
+rc=0
+"$REPO_ROOT/scripts/test-pipeline.sh" >"$host/results/host/pipeline.tap" || rc=$?
+echo "rc=$rc" >"$host/results/host/pipeline.rc"
+echo finished >"$host/guest-status"
+echo none >"$host/accelerator"
 for flavor in $FLAVORS; do
 	log "flavor $flavor: drivers $DRIVERS"
 	KFLAVOR=$flavor "$REPO_ROOT/scripts/run-vm.sh" || log "flavor $flavor: guest did not finish its plan"
 done
 log "pipeline took ${SECONDS}s"
 # shellcheck disable=SC2086 # one argument per flavor
-python3 "$REPO_ROOT/scripts/report.py" --out "$OUT" $FLAVORS
+python3 "$REPO_ROOT/scripts/report.py" --out "$OUT" host $FLAVORS
