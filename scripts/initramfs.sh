@@ -8,6 +8,7 @@
 #  - DRIVERS: which drivers, in order: 'c' is the upstream lib/test_hmm.ko of
 #    the kernel build, 'rust' this repository's hmm_dmirror_rs.ko.
 #  - SUITES: test programs to run against each driver (default: all built).
+#  - SUITE_ARGS: arguments given to every suite (e.g. a benchmark's --full).
 #  - COHERENT=1 (default): load the drivers with spm_addr_dev0/1 inside the
 #    RAM that scripts/run-vm.sh reserves with memmap=, so that the
 #    device-coherent /dev/hmm_dmirror2 and 3 exist. COHERENT=0: private only.
@@ -43,13 +44,13 @@ for driver in $DRIVERS; do
 	*) die "unknown driver '$driver' (known: c rust)" ;;
 	esac
 	[ -f "$ko" ] || die "module not found: $ko"
-	cp "$ko" "$root/lib/modules/"
+	cp -f "$ko" "$root/lib/modules/"
 	echo "driver $driver /lib/modules/$(basename "$ko") $params" >>"$plan"
 done
 for suite in $SUITES; do
 	[ -x "$bin/$suite" ] || die "no test program '$suite' in $bin"
 	cp "$bin/$suite" "$root/bin/"
-	echo "suite $suite $(suite_timeout "$suite") /bin/$suite" >>"$plan"
+	echo "suite $suite $(suite_timeout "$suite") /bin/$suite ${SUITE_ARGS:-}" >>"$plan"
 done
 
 image=$OUT/$KFLAVOR/initramfs.cpio.gz
