@@ -9,7 +9,9 @@ Turns what scripts/run-vm.sh collected in OUT/<flavor>/ into results:
    kmemleak, hung tasks, Rust panics), each a failure of the driver that was
    loaded when it appeared;
  - the expectations file: a listed known failure of the upstream C driver is
-   shown as 'xfail' and does not fail the run; anything else does;
+   shown as 'xfail' and does not fail the run; a test listed as too slow for
+   a flavor (driver '*', 'timeout') is a skip when, and only when, it timed
+   out; anything else fails the run;
  - a table with the drivers side by side, OUT/results.json, and the closing
    line 'N passed, N failed, N skipped' (known failures count as skipped).
 Exits 1 when anything failed unexpectedly or a guest crashed or hung.
@@ -25,7 +27,7 @@ TAP_LINE = re.compile(r"^(not )?ok (\d+) (\S+)(?:\s+#\s*(SKIP|XFAIL|TODO)\b\s*(.
 PLAN = re.compile(r"^1\.\.(\d+)")
 REPORT = re.compile(
     r"(WARNING:|BUG:|Oops:|Kernel panic|general protection fault|UBSAN:|KFENCE:"
-    r"|kmemleak:|unreferenced object|INFO: task .* blocked for more than"
+    r"|kmemleak: .*suspected memory leak|unreferenced object|INFO: task .* blocked for more than"
     r"|possible circular locking|possible recursive locking|inconsistent lock state"
     r"|suspicious RCU usage|rust_panic|panicked at|stack-protector|list_add corruption"
     r"|list_del corruption|Bad page state|page dumped because)"
@@ -35,7 +37,7 @@ TIMESTAMP = re.compile(r"^(<\d+>)?\[\s*\d+\.\d+\]\s?")
 
 
 def load_expectations(path):
-    """Lines: driver | flavor | suite | test (or kernel-log regex) | fail/skip/report | reason."""
+    """Lines: driver | flavor | suite | test (or kernel-log regex) | fail/skip/report/timeout | reason."""
     expectations = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -43,8 +45,8 @@ def load_expectations(path):
             if not line or line.startswith("#"):
                 continue
             fields = [x.strip() for x in line.split("|")]
-            if len(fields) != 6 or fields[4] not in ("fail", "skip", "report"):
-                sys.exit(f"{path}:{number}: expected 'driver | flavor | suite | test | fail|skip|report | reason'")
+            if len(fields) != 6 or fields[4] not in ("fail", "skip", "report", "timeout"):
+                sys.exit(f"{path}:{number}: expected 'driver | flavor | suite | test | fail|skip|report|timeout | reason'")
             expectations.append(dict(zip(("driver", "flavor", "suite", "test", "expect", "reason"), fields)))
     return expectations
 
@@ -151,6 +153,8 @@ def collect_flavor(out, flavor, expectations, problems):
                 continue
             suite = entry[:-4]
             rc = rc_of(os.path.join(ddir, suite + ".rc"))
+            if suite == "kmemleak":
+                continue
             if suite in ("insmod", "rmmod"):
                 if rc != 0:
                     with open(os.path.join(ddir, entry), encoding="utf-8", errors="replace") as f:
@@ -165,7 +169,10 @@ def collect_flavor(out, flavor, expectations, problems):
     log = os.path.join(base, "dmesg.txt")
     if status != "finished" or not os.path.exists(log):
         log = os.path.join(base, "console.log")
-    reports = scan_kernel_log(log) + [("kernel", l) for _, l in scan_kernel_log(os.path.join(base, "kmemleak.txt"))]
+    reports = scan_kernel_log(log)
+    for driver in flavor_result["drivers"]:
+        leaks = os.path.join(results, driver, "kmemleak.tap")
+        reports += [(driver, line) for _, line in scan_kernel_log(leaks)]
     for driver, line in reports:
         known = find_expectation(expectations, driver, flavor, "kernel-log", line, "report")
         flavor_result["kernel_reports"].append(
@@ -175,6 +182,12 @@ def collect_flavor(out, flavor, expectations, problems):
     for driver, suites in flavor_result["drivers"].items():
         for suite, tests in suites.items():
             for test, r in tests.items():
+                if r["result"] == "fail" and "terminated by timeout" in r.get("reason", ""):
+                    slow = find_expectation(expectations, "*", flavor, suite, test, "timeout")
+                    if slow:
+                        r["result"] = "skip"
+                        r["reason"] = "timed out: " + slow["reason"]
+                        continue
                 if r["result"] in ("fail", "skip"):
                     known = find_expectation(expectations, driver, flavor, suite, test, r["result"])
                     if known and r["result"] == "fail":
@@ -217,9 +230,14 @@ def print_table(flavor, fr):
     for (suite, test), per in sorted(rows.items()):
         cells = "  ".join(f"{SYMBOL[per[d]['result']] if d in per else '-':>6}" for d in drivers)
         print(f"{suite + ' ' + test:<{width}}  {cells}")
+    seen = {}
     for rep in fr["kernel_reports"]:
-        tag = "known" if rep["known"] else "REPORT"
-        print(f"kernel log [{tag}] ({rep['driver']}): {rep['line']}")
+        key = (rep["known"], rep["driver"], re.sub(r"0x[0-9a-f]+", "0x...", rep["line"]))
+        seen[key] = seen.get(key, 0) + 1
+    for (known, driver, line), count in seen.items():
+        tag = "known" if known else "REPORT"
+        times = f" (x{count})" if count > 1 else ""
+        print(f"kernel log [{tag}] ({driver}): {line}{times}")
 
 
 def main():

@@ -6,7 +6,7 @@
 # Boots the guest kernel with the initramfs of scripts/initramfs.sh, lets
 # qemu/init run the plan, and splits what the guest sends on its second serial
 # port into out/<flavor>/results/<driver>/<suite>.tap (plus dmesg.txt and
-# kmemleak.txt). The console is kept in out/<flavor>/console.log.
+# <driver>/kmemleak.tap). The console is kept in out/<flavor>/console.log.
 # ACCEL=auto tries KVM first and falls back to TCG when the kernel does not
 # print its banner within 20 s. A guest that has not finished within
 # VM_TIMEOUT seconds (default 2400) is killed and the run reported as hung.
@@ -105,7 +105,6 @@ tr -d '\r' <"$channel" | awk -v dir="$results" '
 	file != ""  { print > file }
 '
 [ -f "$results/kernel/dmesg.tap" ] && mv "$results/kernel/dmesg.tap" "$dir/dmesg.txt"
-[ -f "$results/kernel/kmemleak.tap" ] && mv "$results/kernel/kmemleak.tap" "$dir/kmemleak.txt"
 rm -rf "$results/kernel"
 [ -f "$results/info.txt" ] && mv "$results/info.txt" "$dir/info.txt"
 cp "$build/.config" "$dir/kernel.config"
