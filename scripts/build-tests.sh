@@ -5,7 +5,8 @@
 # Builds the guest's test programs, statically linked, into out/<flavor>/bin/:
 #  - hmm-tests: upstream tools/testing/selftests/mm/hmm-tests.c, compiled from
 #    the same kernel tree (never copied into this repository);
-#  - the project's own selftests (selftests/Makefile).
+#  - the project's own selftests (selftests/Makefile);
+#  - the benchmark bench/dmirror_bench (smoke run without arguments).
 # Both use the kernel's UAPI headers, generated in the build folder.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -34,5 +35,8 @@ run_logged "$bin/hmm-tests.build.log" gcc -static -O2 -Wall \
 
 log "building project selftests"
 run_logged "$bin/selftests.build.log" make -C "$REPO_ROOT/selftests" \
+	KSRC="$src" KHDR="$hdr/include" OUTDIR="$bin"
+log "building the dmirror benchmark (its smoke run is a suite too)"
+run_logged "$bin/dmirror_bench.build.log" make -C "$REPO_ROOT/bench" \
 	KSRC="$src" KHDR="$hdr/include" OUTDIR="$bin"
 printf '%s\n' "$bin"

@@ -142,6 +142,7 @@ SPM_ADDR_DEV1=0x110000000
 suite_timeout() {
 	case "$1" in
 	hmm-tests) echo 1200 ;;
+	dmirror_bench) echo 900 ;;
 	*) echo 600 ;;
 	esac
 }
