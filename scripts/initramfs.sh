@@ -45,7 +45,11 @@ for driver in $DRIVERS; do
 	esac
 	[ -f "$ko" ] || die "module not found: $ko"
 	cp -f "$ko" "$root/lib/modules/"
-	echo "driver $driver /lib/modules/$(basename "$ko") $params" >>"$plan"
+	# The Rust module's PROJECT-ONLY test hooks (page-lock ioctls, see
+	# selftests/dmirror_test_hooks.h) are off unless asked for; the tests ask.
+	extra=
+	[ "$driver" = rust ] && extra=" test_hooks=1"
+	echo "driver $driver /lib/modules/$(basename "$ko") $params$extra" >>"$plan"
 done
 for suite in $SUITES; do
 	[ -x "$bin/$suite" ] || die "no test program '$suite' in $bin"

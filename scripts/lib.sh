@@ -48,6 +48,7 @@ kernel_make_vars() {
 		RUSTC=/usr/bin/rustc \
 		RUSTDOC=/usr/bin/rustdoc \
 		HOSTRUSTC=/usr/bin/rustc \
+		CLIPPY_DRIVER=/usr/bin/clippy-driver \
 		"BINDGEN=$BINDGEN_DIR/bin/bindgen"
 }
 export LIBCLANG_PATH=$LIBCLANG_DIR/clang/native

@@ -3,7 +3,8 @@
 # Usage: scripts/toolchain.sh [--help]
 #
 # Installs, where missing, everything the pipeline needs on a Debian 12 machine:
-#  - Debian rustc-web, rust-web-src, cargo-web (a rustc with matching std source),
+#  - Debian rustc-web, rust-web-src, cargo-web, rust-web-clippy (a rustc with matching
+#    std source, and its clippy for make module CLIPPY=1),
 #  - bindgen-cli pinned to the kernel's minimum, built from crates.io into the cache,
 #  - libclang >= 17 from the PyPI wheel 'libclang', unpacked into the cache,
 #  - kernel build dependencies, qemu-system-x86, busybox-static, shellcheck.
@@ -16,7 +17,7 @@ set -euo pipefail
 maybe_help "$0" "$@"
 
 DEB_PACKAGES=(
-	rustc-web rust-web-src cargo-web
+	rustc-web rust-web-src cargo-web rust-web-clippy
 	build-essential flex bison bc libelf-dev libssl-dev cpio kmod xz-utils
 	python3 python3-pip
 	qemu-system-x86 busybox-static shellcheck

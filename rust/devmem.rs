@@ -1,0 +1,470 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The simulated device memory of one dmirror device.
+//!
+//! Owns the device's chunks (256 MiB [`DevPagemap`]s, grown on demand by
+//! [`DEVMEM_CHUNKS_RESERVE`] slots under the chunk mutex), the free lists of
+//! order-0 pages and PMD-order folios (linked through `zone_device_data`,
+//! under the spinlock; lock order: chunk mutex, then spinlock), the
+//! allocation counters, device page allocation (with the system "backing"
+//! folio of a private page in its `zone_device_data`), the `dev_pagemap_ops`
+//! callbacks, and the eviction of whole chunks back to system memory.
+
+use crate::{
+    bindings,
+    migrate::DeviceMigration,
+    mirror::Mirror,
+    page::{mpfn, FolioRef, LockedPage, NewPage, PageRef},
+    pagemap::{ChunkKind, DevPagemap, PagemapOps},
+    uapi::MemoryType,
+};
+use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::{
+    ffi::c_void,
+    new_mutex, new_spinlock,
+    prelude::*,
+    sync::{Mutex, SpinLock},
+};
+
+/// `DEVMEM_CHUNK_SIZE`.
+pub(crate) const DEVMEM_CHUNK_SIZE: usize = 256 * 1024 * 1024;
+/// `DEVMEM_CHUNKS_RESERVE`.
+const DEVMEM_CHUNKS_RESERVE: usize = 16;
+/// `HPAGE_PMD_ORDER`.
+pub(crate) const HPAGE_PMD_ORDER: u32 = bindings::HPAGE_PMD_ORDER;
+/// `HPAGE_PMD_NR`.
+pub(crate) const HPAGE_PMD_NR: usize = bindings::HPAGE_PMD_NR;
+
+/// Per-chunk data reached from the pagemap callbacks.
+pub(crate) struct ChunkData {
+    /// The owning device; it outlives its chunks.
+    device: *const DmirrorDevice,
+    /// Set (under the free-list lock) when the chunk is being removed: freed
+    /// pages are then not put back on the free lists.
+    remove: AtomicBool,
+}
+
+// SAFETY: `device` points to a pinned device that outlives the chunk; it is only read.
+unsafe impl Send for ChunkData {}
+// SAFETY: As above; `remove` is atomic.
+unsafe impl Sync for ChunkData {}
+
+impl ChunkData {
+    fn device(&self) -> &DmirrorDevice {
+        // SAFETY: The device owns its chunks and removes them before it is dropped.
+        unsafe { &*self.device }
+    }
+}
+
+/// A chunk of device memory.
+pub(crate) type Chunk = DevPagemap<ChunkData>;
+
+/// The system page in which an allocated private page of ours keeps its data;
+/// the page itself for coherent memory (`BACKING_PAGE()`).
+///
+/// Works for any page of a large private folio too: only the head's
+/// `zone_device_data` points to the backing folio (which has the same order),
+/// so a tail's backing page is found at the same offset in it.
+pub(crate) fn backing_page(page: PageRef) -> Option<PageRef> {
+    if !page.is_device_private() {
+        return Some(page);
+    }
+    let folio = page.folio();
+    // SAFETY: The `zone_device_data` of the head of an allocated private folio of ours is
+    // the head of its backing folio (`DmirrorDevice::alloc_page`, kept by `folio_split`).
+    let rhead = unsafe { PageRef::from_raw(folio.zone_device_data().cast()) }?;
+    // SAFETY: The backing folio has the order of `folio`, so the offset is inside it.
+    Some(unsafe { rhead.nth(page.pfn() - folio.pfn()) })
+}
+
+/// The device a page of one of our chunks belongs to.
+///
+/// # Safety
+///
+/// `page` must be a referenced device page of a chunk of this driver.
+pub(crate) unsafe fn page_device<'a>(page: PageRef) -> &'a DmirrorDevice {
+    // SAFETY: The caller guarantees the page is ours and referenced, so its chunk is alive.
+    let chunk: &Chunk = unsafe { Chunk::from_page(page) };
+    // SAFETY: Chunks never outlive their device.
+    unsafe { &*chunk.data().device }
+}
+
+/// Whether `page` is a device page of one of this driver's chunks.
+pub(crate) fn is_our_page(page: PageRef) -> bool {
+    Chunk::owns(page)
+}
+
+struct FreeLists {
+    calloc: usize,
+    cfree: usize,
+    free_pages: Option<PageRef>,
+    free_folios: Option<PageRef>,
+}
+
+impl FreeLists {
+    fn pop(&mut self, large: bool) -> Option<PageRef> {
+        if !large && self.free_pages.is_none() {
+            self.split_block();
+        }
+        let head = if large {
+            &mut self.free_folios
+        } else {
+            &mut self.free_pages
+        };
+        let page = (*head)?;
+        // SAFETY: Free pages are ours; their `zone_device_data` links the list.
+        *head = unsafe { PageRef::from_raw(page.zone_device_data().cast()) };
+        self.calloc += if large { HPAGE_PMD_NR } else { 1 };
+        Some(page)
+    }
+
+    /// Breaks one free PMD block into order-0 free pages, so that an order-0
+    /// request neither fails nor grows the device while free blocks remain.
+    /// (The C driver keeps each chunk on the one list its first allocation
+    /// chose; a coherent device, which has a single fixed chunk, then fails
+    /// every allocation of the other kind.)
+    fn split_block(&mut self) {
+        let Some(head) = self.free_folios else {
+            return;
+        };
+        // SAFETY: Free pages are ours; their `zone_device_data` links the list.
+        self.free_folios = unsafe { PageRef::from_raw(head.zone_device_data().cast()) };
+        for k in (0..HPAGE_PMD_NR).rev() {
+            // SAFETY: A free block is a whole, PMD-aligned range of one chunk (see
+            // `allocate_chunk` and `folio_free`), so `head + k` is a page of that chunk.
+            let page = unsafe { head.nth(k) };
+            self.push(page, false);
+        }
+    }
+
+    fn push(&mut self, page: PageRef, large: bool) {
+        let head = if large {
+            &mut self.free_folios
+        } else {
+            &mut self.free_pages
+        };
+        let next = head.map_or(core::ptr::null_mut(), |p| p.as_ptr().cast::<c_void>());
+        // SAFETY: A free device page is owned by the driver; the field links the list.
+        unsafe { page.set_zone_device_data(next) };
+        *head = Some(page);
+    }
+
+    /// Drops every page of `chunk` from both lists.
+    fn remove_chunk(&mut self, chunk: &Chunk) {
+        for large in [false, true] {
+            let mut list = if large {
+                self.free_folios.take()
+            } else {
+                self.free_pages.take()
+            };
+            let mut keep: Option<PageRef> = None;
+            while let Some(page) = list {
+                // SAFETY: Free pages are ours; the field links the list.
+                list = unsafe { PageRef::from_raw(page.zone_device_data().cast()) };
+                if !chunk.is(page.pgmap()) {
+                    let next = keep.map_or(core::ptr::null_mut(), |p| p.as_ptr().cast::<c_void>());
+                    // SAFETY: As above.
+                    unsafe { page.set_zone_device_data(next) };
+                    keep = Some(page);
+                }
+            }
+            if large {
+                self.free_folios = keep;
+            } else {
+                self.free_pages = keep;
+            }
+        }
+    }
+}
+
+// SAFETY: The lists hold memmap pointers, usable from any thread.
+unsafe impl Send for FreeLists {}
+
+struct Chunks {
+    list: KVec<Pin<KBox<Chunk>>>,
+    capacity: usize,
+}
+
+/// One dmirror device: its memory type and its device memory.
+#[pin_data(PinnedDrop)]
+pub(crate) struct DmirrorDevice {
+    mtype: MemoryType,
+    spm_addr: u64,
+    #[pin]
+    chunks: Mutex<Chunks>,
+    #[pin]
+    free: SpinLock<FreeLists>,
+}
+
+impl DmirrorDevice {
+    /// A device without memory yet.
+    pub(crate) fn new(mtype: MemoryType, spm_addr: u64) -> impl PinInit<Self> {
+        pin_init!(Self {
+            mtype,
+            spm_addr,
+            chunks <- new_mutex!(Chunks { list: KVec::new(), capacity: 0 }),
+            free <- new_spinlock!(FreeLists {
+                calloc: 0,
+                cfree: 0,
+                free_pages: None,
+                free_folios: None,
+            }),
+        })
+    }
+
+    /// The device's memory type.
+    pub(crate) fn mtype(&self) -> MemoryType {
+        self.mtype
+    }
+
+    /// The `pgmap_owner` / `dev_private_owner` cookie.
+    pub(crate) fn owner(&self) -> *const c_void {
+        core::ptr::from_ref(self).cast()
+    }
+
+    /// `dmirror_allocate_chunk()`: maps one more chunk, fills the free lists
+    /// and, if `want` is `Some(is_large)`, takes one page (or PMD folio) from them.
+    ///
+    /// Every PMD-aligned block of the chunk goes on the folio list (order-0
+    /// requests split blocks on demand), whatever the request that created it.
+    /// A coherent device has exactly one chunk, its SPM range: once mapped,
+    /// it is never mapped again (`ENOMEM`), unlike the C driver, which retries
+    /// `memremap_pages()` on the same range.
+    pub(crate) fn allocate_chunk(&self, want: Option<bool>) -> Result<Option<PageRef>> {
+        let kind = match self.mtype {
+            MemoryType::Private => ChunkKind::Private {
+                size: DEVMEM_CHUNK_SIZE,
+            },
+            MemoryType::Coherent => ChunkKind::Coherent {
+                start: self.spm_addr as usize,
+                size: DEVMEM_CHUNK_SIZE,
+            },
+        };
+        let (pfn_first, pfn_last, count) = {
+            let mut chunks = self.chunks.lock();
+            if self.mtype == MemoryType::Coherent && !chunks.list.is_empty() {
+                return Err(ENOMEM);
+            }
+            if chunks.list.len() == chunks.capacity {
+                chunks.list.reserve(DEVMEM_CHUNKS_RESERVE, GFP_KERNEL)?;
+                chunks.capacity += DEVMEM_CHUNKS_RESERVE;
+            }
+            let data = ChunkData {
+                device: self,
+                remove: AtomicBool::new(false),
+            };
+            let chunk = KBox::pin_init(Chunk::new(kind, self.owner(), data), GFP_KERNEL)?;
+            let first = chunk.pfn_first();
+            let last = first + chunk.npages();
+            chunks.list.push(chunk, GFP_KERNEL)?;
+            (first, last, chunks.list.len())
+        };
+
+        pr_info!(
+            "added new {} MB chunk (total {} chunks, {} MB) PFNs [0x{:x} 0x{:x})\n",
+            DEVMEM_CHUNK_SIZE / (1024 * 1024),
+            count,
+            count * (DEVMEM_CHUNK_SIZE / (1024 * 1024)),
+            pfn_first,
+            pfn_last
+        );
+
+        let mut free = self.free.lock();
+        let mut pfn = pfn_first;
+        while pfn < pfn_last {
+            // SAFETY: `pfn` is in the chunk just mapped.
+            let Some(page) = (unsafe { PageRef::from_pfn(pfn) }) else {
+                break;
+            };
+            if pfn % HPAGE_PMD_NR == 0 && pfn + HPAGE_PMD_NR <= pfn_last {
+                free.push(page, true);
+                pfn += HPAGE_PMD_NR;
+                continue;
+            }
+            free.push(page, false);
+            pfn += 1;
+        }
+        match want {
+            None => Ok(None),
+            Some(large) => free.pop(large).map(Some).ok_or(ENOMEM),
+        }
+    }
+
+    /// `dmirror_devmem_alloc_page()`: a device page (or PMD folio) initialised
+    /// with `zone_device_folio_init()`, hence locked with one reference, with its
+    /// backing folio for private memory.
+    pub(crate) fn alloc_page(&self, is_large: bool) -> Option<LockedPage> {
+        if is_large && self.mtype == MemoryType::Coherent {
+            // No PMD folios of coherent memory: the callers fall back to order-0
+            // pages, so a THP moves as 512 base pages.
+            return None;
+        }
+        let order = if is_large { HPAGE_PMD_ORDER } else { 0 };
+        let rpage = if self.mtype == MemoryType::Private {
+            Some(NewPage::folio_alloc(bindings::GFP_HIGHUSER, order)?)
+        } else {
+            None
+        };
+        let popped = self.free.lock().pop(is_large);
+        let dpage = match popped {
+            Some(p) => p,
+            None => self.allocate_chunk(Some(is_large)).ok().flatten()?,
+        };
+        // SAFETY: `dpage` is a free page (refcount 0) of one of our chunks, taken off the
+        // free list (with the whole PMD block when `order` is not 0); it becomes the head
+        // of the new folio even if it was a tail of an earlier, freed one (hence no
+        // `page_folio()`): `zone_device_folio_init` clears every page's stale compound
+        // state and returns the folio locked with one reference. `pgmap()` is the
+        // chunk's either way.
+        unsafe {
+            bindings::dmirror_zone_device_folio_init(dpage.as_ptr().cast(), dpage.pgmap(), order)
+        };
+        let data = rpage.map_or(core::ptr::null_mut(), |r| r.into_raw().as_ptr().cast());
+        // SAFETY: We own the new device page; the backing folio now belongs to it.
+        unsafe { dpage.set_zone_device_data(data) };
+        // SAFETY: `zone_device_folio_init` returned the page locked with one reference.
+        Some(unsafe { LockedPage::from_locked(dpage) })
+    }
+
+    /// `dmirror_device_evict_chunk()` for every chunk (the C release path).
+    pub(crate) fn evict_all(&self) {
+        let chunks = self.chunks.lock();
+        for chunk in chunks.list.iter() {
+            evict_chunk(chunk);
+        }
+    }
+
+    /// `dmirror_device_remove_chunks()`: evicts and unmaps every chunk, resets the lists.
+    pub(crate) fn remove_chunks(&self) {
+        let mut chunks = self.chunks.lock();
+        for chunk in core::mem::take(&mut chunks.list) {
+            {
+                let mut free = self.free.lock();
+                chunk.data().remove.store(true, Ordering::Relaxed);
+                free.remove_chunk(&chunk);
+            }
+            evict_chunk(&chunk);
+            // Dropping the chunk unmaps it and releases its region.
+            drop(chunk);
+        }
+        chunks.capacity = 0;
+        let mut free = self.free.lock();
+        free.free_pages = None;
+        free.free_folios = None;
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for DmirrorDevice {
+    fn drop(self: Pin<&mut Self>) {
+        self.remove_chunks();
+    }
+}
+
+/// Migrates every device page of `chunk` back to system memory.
+fn evict_chunk(chunk: &Chunk) {
+    // SAFETY: The pfns are those of the registered `chunk`.
+    let mut m = match unsafe { DeviceMigration::range(chunk.pfn_first(), chunk.npages()) } {
+        Ok(m) => m,
+        Err(_) => {
+            pr_err!("out of memory evicting a chunk\n");
+            return;
+        }
+    };
+    let (src, dst) = m.arrays();
+    for (i, &s) in src.iter().enumerate() {
+        // SAFETY: `s` is a src entry of the migration, which keeps its page alive.
+        let Some(spage) = (unsafe { PageRef::from_migrate_pfn(s) }) else {
+            continue;
+        };
+        if s & mpfn::MIGRATE == 0 {
+            continue;
+        }
+        if !spage.is_device_private() && !spage.is_device_coherent() {
+            pr_warn!("evicting a page that is not a device page\n");
+            continue;
+        }
+        let mut order = spage.folio().order();
+        let Some(spage) = backing_page(spage) else {
+            continue;
+        };
+        let dpage = if s & mpfn::COMPOUND != 0 {
+            NewPage::folio_alloc(bindings::GFP_HIGHUSER_MOVABLE, order)
+        } else {
+            order = 0;
+            NewPage::alloc_page(bindings::GFP_HIGHUSER_MOVABLE | bindings::GFP_NOFAIL)
+        };
+        let Some(dpage) = dpage else {
+            pr_warn!("no memory to evict an order-{} folio\n", order);
+            continue;
+        };
+        let dfolio = dpage.page().folio();
+        let locked = dpage.lock();
+        // SAFETY: `dfolio` is our new locked folio; `spage`'s folio is kept alive by the
+        // migration (src entries are locked and referenced).
+        unsafe { bindings::folio_copy(dfolio.as_ptr(), spage.folio().as_ptr()) };
+        let mut d = locked.into_migrate_pfn();
+        if s & mpfn::WRITE != 0 {
+            d |= mpfn::WRITE;
+        }
+        if order != 0 {
+            d |= mpfn::COMPOUND;
+        }
+        dst[i] = d;
+    }
+    m.pages();
+    // Dropping `m` finalizes the migration.
+}
+
+impl PagemapOps for ChunkData {
+    fn folio_free(map: &Chunk, folio: FolioRef) {
+        let page = folio.page(0);
+        let rpage = backing_page(page);
+        let order = rpage.map_or(folio.order(), |r| r.folio().order());
+        if let Some(r) = rpage {
+            if r != page {
+                // SAFETY: The backing folio of a private page is owned by that page, whose
+                // last reference is gone.
+                unsafe { bindings::__free_pages(r.as_ptr(), order) };
+            }
+        }
+        let device = map.data().device();
+        let mut free = device.free.lock();
+        if !map.data().remove.load(Ordering::Relaxed) {
+            free.cfree += 1 << order;
+            free.push(page, order != 0);
+        }
+    }
+
+    fn migrate_to_ram(_map: &Chunk, vmf: &mut bindings::vm_fault) -> bindings::vm_fault_t {
+        Mirror::devmem_fault(vmf)
+    }
+
+    fn folio_split(_map: &Chunk, head: FolioRef, tail: Option<FolioRef>) {
+        let Some(rpage) = backing_page(head.page(0)) else {
+            if let Some(tail) = tail {
+                // SAFETY: The tail is a page of our chunk being split off `head`.
+                unsafe { tail.page(0).set_zone_device_data(core::ptr::null_mut()) };
+            }
+            return;
+        };
+        let rfolio = rpage.folio();
+        let Some(tail) = tail else {
+            // SAFETY: `rfolio` is the backing folio owned by `head`, split alike.
+            unsafe { bindings::dmirror_split_backing_head(rfolio.as_ptr()) };
+            return;
+        };
+        let offset = tail.pfn() - head.pfn();
+        let rpage_tail = rfolio.page(offset);
+        // SAFETY: `tail` is being split off `head`; `rpage_tail` is the matching page of the
+        // backing folio, which the driver owns.
+        unsafe {
+            bindings::dmirror_split_backing_tail(
+                head.as_ptr(),
+                tail.as_ptr(),
+                rpage_tail.as_ptr(),
+                rpage.zone_device_data(),
+            )
+        };
+    }
+}

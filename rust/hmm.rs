@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! HMM ranges: `hmm_range_fault()` over a window of at most [`MAX_PAGES`] pages.
+//!
+//! Owns a `struct hmm_range` together with its pfn array and the notifier it
+//! validates against. The locked fault takes the mmap read guard as proof that
+//! the lock is held; the unlocked variant takes it itself. [`HmmPfn`] decodes
+//! the output entries (pure bit arithmetic).
+
+use crate::{
+    bindings,
+    notifier::{IntervalNotifier, IntervalOps},
+    page::PageRef,
+};
+use core::marker::PhantomData;
+use kernel::{error::to_result, ffi::c_void, mm::MmapReadGuard, page::PAGE_SHIFT, prelude::*};
+
+/// Pages per window, as the C driver's on-stack `pfns[32]`.
+pub(crate) const MAX_PAGES: usize = 32;
+
+/// `HMM_PFN_VALID`.
+pub(crate) const PFN_VALID: usize = bindings::hmm_pfn_flags_HMM_PFN_VALID;
+/// `HMM_PFN_WRITE`.
+pub(crate) const PFN_WRITE: usize = bindings::hmm_pfn_flags_HMM_PFN_WRITE;
+/// `HMM_PFN_ERROR`.
+pub(crate) const PFN_ERROR: usize = bindings::hmm_pfn_flags_HMM_PFN_ERROR;
+/// `HMM_PFN_REQ_FAULT`.
+pub(crate) const REQ_FAULT: usize = bindings::hmm_pfn_flags_HMM_PFN_REQ_FAULT;
+/// `HMM_PFN_REQ_WRITE`.
+pub(crate) const REQ_WRITE: usize = bindings::hmm_pfn_flags_HMM_PFN_REQ_WRITE;
+/// `HMM_PFN_ORDER_SHIFT`.
+const ORDER_SHIFT: u32 = bindings::hmm_pfn_flags_HMM_PFN_ORDER_SHIFT as u32;
+
+/// One output entry of `hmm_range_fault()`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct HmmPfn(pub(crate) usize);
+
+impl HmmPfn {
+    /// `HMM_PFN_VALID` is set.
+    pub(crate) const fn is_valid(self) -> bool {
+        self.0 & PFN_VALID != 0
+    }
+
+    /// `HMM_PFN_WRITE` is set.
+    pub(crate) const fn is_write(self) -> bool {
+        self.0 & PFN_WRITE != 0
+    }
+
+    /// `HMM_PFN_ERROR` is set.
+    pub(crate) const fn is_error(self) -> bool {
+        self.0 & PFN_ERROR != 0
+    }
+
+    /// `hmm_pfn_to_map_order()`.
+    pub(crate) const fn map_order(self) -> u32 {
+        ((self.0 >> ORDER_SHIFT) & 0x1f) as u32
+    }
+
+    /// `hmm_pfn_to_page()`, for a valid entry of a range whose notifier
+    /// sequence is still current (checked under the user lock).
+    pub(crate) fn page(self) -> Option<PageRef> {
+        if !self.is_valid() {
+            return None;
+        }
+        // SAFETY: A valid entry encodes the pfn of a mapped page; the caller uses it only
+        // while `read_retry` says the range is unchanged.
+        unsafe { PageRef::from_raw(bindings::dmirror_hmm_pfn_to_page(self.0)) }
+    }
+}
+
+/// A `struct hmm_range` over at most [`MAX_PAGES`] pages of a notifier's mm.
+///
+/// # Invariants
+///
+/// `range.notifier` is the inserted notifier borrowed for `'a`; `range.start`
+/// and `range.end` are page aligned with at most `MAX_PAGES` pages between them.
+pub(crate) struct HmmRange<'a> {
+    range: bindings::hmm_range,
+    pfns: [kernel::ffi::c_ulong; MAX_PAGES],
+    _notifier: PhantomData<&'a ()>,
+}
+
+impl<'a> HmmRange<'a> {
+    /// A range validated by `notifier`, with `default_flags` and the device-private owner.
+    pub(crate) fn new<T: IntervalOps>(
+        notifier: &'a IntervalNotifier<T>,
+        default_flags: usize,
+        owner: *const c_void,
+    ) -> Self {
+        let range = bindings::hmm_range {
+            notifier: notifier.as_raw(),
+            default_flags,
+            pfn_flags_mask: 0,
+            dev_private_owner: owner.cast_mut(),
+            ..Default::default()
+        };
+        // INVARIANT: `notifier` is inserted and borrowed for `'a`; the window is empty.
+        Self {
+            range,
+            pfns: [0; MAX_PAGES],
+            _notifier: PhantomData,
+        }
+    }
+
+    /// Sets the window to `[start, end)`, clipped to [`MAX_PAGES`] pages; returns the end.
+    pub(crate) fn set_window(&mut self, start: usize, end: usize) -> usize {
+        let end = end.min(start.saturating_add(MAX_PAGES << PAGE_SHIFT));
+        self.range.start = start;
+        self.range.end = end;
+        end
+    }
+
+    /// Start of the window.
+    pub(crate) fn start(&self) -> usize {
+        self.range.start
+    }
+
+    /// Number of pages in the window.
+    pub(crate) fn npages(&self) -> usize {
+        (self.range.end - self.range.start) >> PAGE_SHIFT
+    }
+
+    /// The requested default flags.
+    pub(crate) fn default_flags(&self) -> usize {
+        self.range.default_flags
+    }
+
+    /// `range->notifier_seq = mmu_interval_read_begin(range->notifier)`.
+    pub(crate) fn read_begin(&mut self) {
+        // SAFETY: By the type invariants the notifier is inserted.
+        self.range.notifier_seq = unsafe { bindings::mmu_interval_read_begin(self.range.notifier) };
+    }
+
+    /// `mmu_interval_read_retry()`; call with the notifier's user lock held.
+    pub(crate) fn read_retry(&self) -> bool {
+        // SAFETY: By the type invariants the notifier is inserted.
+        unsafe {
+            bindings::dmirror_mmu_interval_read_retry(self.range.notifier, self.range.notifier_seq)
+        }
+    }
+
+    /// `hmm_range_fault()` with the mmap lock of the notifier's mm held for read.
+    pub(crate) fn fault(&mut self, _mmap_lock: &MmapReadGuard<'_>) -> Result {
+        self.range.hmm_pfns = self.pfns.as_mut_ptr();
+        // SAFETY: The range is valid (type invariants), `hmm_pfns` has room for the
+        // window, and the caller holds the mmap read lock (the guard).
+        to_result(unsafe { bindings::hmm_range_fault(&mut self.range) })
+    }
+
+    /// `hmm_range_fault_unlocked_timeout()`: takes the mmap lock itself and
+    /// refreshes the notifier sequence on every internal retry.
+    pub(crate) fn fault_unlocked_timeout(&mut self, timeout: usize) -> Result {
+        self.range.hmm_pfns = self.pfns.as_mut_ptr();
+        // SAFETY: The range is valid (type invariants), `hmm_pfns` has room for the
+        // window; the caller does not hold the mmap lock (no guard is taken here).
+        to_result(unsafe { bindings::hmm_range_fault_unlocked_timeout(&mut self.range, timeout) })
+    }
+
+    /// The output entries of the window.
+    pub(crate) fn pfns(&self) -> impl Iterator<Item = HmmPfn> + '_ {
+        self.pfns[..self.npages().min(MAX_PAGES)]
+            .iter()
+            .map(|&p| HmmPfn(p))
+    }
+}

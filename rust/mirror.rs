@@ -1,0 +1,992 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The per-open mirror of a process address space and the ioctl operations.
+//!
+//! Owns [`Mirror`] (device, mirror table, the mutex that guards the table and
+//! is the interval notifier's user lock, the FLAGS word) and [`DmirrorFile`],
+//! the open file: the mirror embedded in its interval notifier over the whole
+//! mm. Everything here is safe driver logic on top of the abstractions, except
+//! the `migrate_to_ram` entry, which recovers the mirror from a backing page.
+//! Lock order: mmap_lock (read), then the mirror mutex.
+
+use crate::{
+    bindings,
+    devmem::{self, DmirrorDevice, HPAGE_PMD_NR},
+    hmm::{self, HmmPfn, HmmRange},
+    migrate::{Collected, VmaMigrateArgs},
+    mirror_table::{MirrorTable, Tag},
+    notifier::{IntervalNotifier, IntervalOps, Invalidation},
+    page::{mpfn, LockedFolio, LockedPage, NewPage, PageRef},
+    uapi::{self, HmmDmirrorCmd, MemoryType, PageKind},
+};
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{
+    ffi::c_void,
+    mm::{virt::VmaRef, Mm, MmWithUser},
+    new_mutex,
+    page::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
+    prelude::*,
+    sync::{aref::ARef, Mutex, MutexGuard},
+    time::{Delta, Instant, Monotonic},
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// `PTRS_PER_PTE`: pages per migration window.
+const PTRS_PER_PTE: usize = bindings::PTRS_PER_PTE;
+/// `HMM_RANGE_DEFAULT_TIMEOUT` in ms.
+const RANGE_TIMEOUT_MS: i64 = bindings::HMM_RANGE_DEFAULT_TIMEOUT as i64;
+
+/// The state of one open file.
+#[pin_data]
+pub(crate) struct Mirror {
+    device: *const DmirrorDevice,
+    #[pin]
+    lock: Mutex<()>,
+    #[pin]
+    table: MirrorTable,
+    flags: AtomicU64,
+    /// Pages locked by the PROJECT-ONLY `TEST_LOCK_PAGES` hook.
+    #[pin]
+    test_locked: Mutex<KVec<LockedPage>>,
+}
+
+// SAFETY: `device` points to a device that outlives every open file (the module cannot be
+// unloaded while a file is open); everything else is thread-safe.
+unsafe impl Send for Mirror {}
+// SAFETY: As above.
+unsafe impl Sync for Mirror {}
+
+/// A bounce buffer (`struct dmirror_bounce`).
+struct Bounce {
+    buf: KVVec<u8>,
+    addr: usize,
+    cpages: usize,
+}
+
+impl Bounce {
+    fn new(addr: usize, size: usize) -> Result<Self> {
+        let mut buf = KVVec::with_capacity(size, GFP_KERNEL)?;
+        buf.resize(size, 0, GFP_KERNEL)?;
+        Ok(Self {
+            buf,
+            addr,
+            cpages: 0,
+        })
+    }
+}
+
+/// Clips `[start, end)` of a command; `None` if it wraps.
+fn cmd_range(cmd: &HmmDmirrorCmd) -> Result<(usize, usize)> {
+    let start = cmd.addr as usize;
+    let size = (cmd.npages as usize) << PAGE_SHIFT;
+    let end = start.wrapping_add(size);
+    if end < start {
+        return Err(EINVAL);
+    }
+    Ok((start, end))
+}
+
+impl Mirror {
+    fn new(device: &DmirrorDevice) -> impl PinInit<Self, Error> + '_ {
+        try_pin_init!(Self {
+            device,
+            lock <- new_mutex!(()),
+            table <- MirrorTable::new(),
+            flags: AtomicU64::new(0),
+            test_locked <- new_mutex!(KVec::new()),
+        })
+    }
+
+    /// The device this file was opened on.
+    pub(crate) fn device(&self) -> &DmirrorDevice {
+        // SAFETY: See the `Send` impl: the device outlives the file.
+        unsafe { &*self.device }
+    }
+
+    fn owner(&self) -> *const c_void {
+        self.device().owner()
+    }
+
+    /// `HMM_DMIRROR_FLAGS`.
+    pub(crate) fn set_flags(&self, flags: u64) {
+        self.flags.store(flags, Ordering::Relaxed);
+    }
+
+    /// Consumes the one-shot `FAIL_ALLOC` flag.
+    fn take_fail_alloc(&self) -> bool {
+        if self.flags.load(Ordering::Relaxed) & uapi::FLAG_FAIL_ALLOC == 0 {
+            return false;
+        }
+        self.flags
+            .fetch_and(!uapi::FLAG_FAIL_ALLOC, Ordering::Relaxed)
+            & uapi::FLAG_FAIL_ALLOC
+            != 0
+    }
+
+    fn select_device(&self) -> u32 {
+        match self.device().mtype() {
+            MemoryType::Private => {
+                bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE
+            }
+            MemoryType::Coherent => {
+                bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_COHERENT
+            }
+        }
+    }
+
+    /// `dmirror_do_read()`: copies mirrored pages into the bounce buffer.
+    fn do_read(&self, _g: &MutexGuard<'_, ()>, start: usize, end: usize, b: &mut Bounce) -> Result {
+        let mut off = (start - b.addr) & PAGE_MASK;
+        for pfn in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
+            let (page, _) = self.table.load(pfn).ok_or(ENOENT)?;
+            let dst = b.buf.get_mut(off..off + PAGE_SIZE).ok_or(EINVAL)?;
+            // SAFETY: The mirror mutex is held (`_g`), so the notifier cannot have let the
+            // page go: the entry would have been erased first.
+            unsafe { page.read_into(dst) };
+            off += PAGE_SIZE;
+            b.cpages += 1;
+        }
+        Ok(())
+    }
+
+    /// `dmirror_do_write()`: copies the bounce buffer into writable mirrored pages.
+    fn do_write(
+        &self,
+        _g: &MutexGuard<'_, ()>,
+        start: usize,
+        end: usize,
+        b: &mut Bounce,
+    ) -> Result {
+        let mut off = (start - b.addr) & PAGE_MASK;
+        for pfn in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
+            let page = match self.table.load(pfn) {
+                Some((page, Tag::Write)) => page,
+                _ => return Err(ENOENT),
+            };
+            let src = b.buf.get(off..off + PAGE_SIZE).ok_or(EINVAL)?;
+            // SAFETY: As in `do_read`.
+            unsafe { page.write_from(src) };
+            off += PAGE_SIZE;
+            b.cpages += 1;
+        }
+        Ok(())
+    }
+
+    /// `dmirror_do_fault()`: stores the faulted pages in the table.
+    fn do_fault(&self, _g: &MutexGuard<'_, ()>, range: &HmmRange<'_>) -> Result {
+        let first = range.start() >> PAGE_SHIFT;
+        for (i, p) in range.pfns().enumerate() {
+            if p.is_error() || !p.is_valid() {
+                pr_warn!("hmm_range_fault returned an invalid entry\n");
+            }
+            let Some(page) = p.page() else {
+                self.table.erase(first + i);
+                continue;
+            };
+            // hmm_range_fault() does not fault our own device-private pages back (we are
+            // their `dev_private_owner`): mirror their backing page, which holds the data
+            // and is in the kernel's direct map. The C driver stores the device page itself
+            // and then Oopses copying from it (see selftests/expectations.txt).
+            let page = if page.is_device_private() {
+                devmem::backing_page(page).ok_or(EFAULT)?
+            } else {
+                page
+            };
+            let tag = if p.is_write() {
+                Tag::Write
+            } else if range.default_flags() & hmm::REQ_WRITE != 0 {
+                pr_warn!("write fault returned a read-only entry\n");
+                return Err(EFAULT);
+            } else {
+                Tag::Read
+            };
+            self.table.store(first + i, page, tag)?;
+        }
+        Ok(())
+    }
+
+    /// PROJECT-ONLY test hook `HMM_DMIRROR_TEST_LOCK_PAGES` (not in the
+    /// upstream ABI): takes a reference to and locks the page of each present
+    /// system page of the caller's range, until `TEST_UNLOCK_PAGES` or close.
+    /// `cpages` = pages locked.
+    pub(crate) fn test_lock_pages(&self, cmd: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = cmd_range(cmd)?;
+        let mut locked = self.test_locked.lock();
+        let mut addr = start;
+        while addr < end {
+            let mut p: *mut bindings::page = core::ptr::null_mut();
+            // SAFETY: `p` has room for one page; GUP works on the caller's mm.
+            let n = unsafe { bindings::get_user_pages_fast(addr, 1, 0, &mut p) };
+            let page = if n == 1 {
+                // SAFETY: On success GUP returned a referenced memmap page.
+                unsafe { PageRef::from_raw(p) }
+            } else {
+                None
+            };
+            if let Some(page) = page {
+                if page.is_zone_device() || page.is_zero_page() {
+                    // SAFETY: We own the reference GUP took.
+                    unsafe { page.put() };
+                } else {
+                    // SAFETY: We own the reference GUP took and hand it over.
+                    let l = unsafe { LockedPage::lock_referenced(page) };
+                    locked.push(l, GFP_KERNEL)?;
+                    cmd.cpages += 1;
+                }
+            }
+            addr += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// PROJECT-ONLY test hook `HMM_DMIRROR_TEST_UNLOCK_PAGES`: releases every
+    /// page lock taken by `TEST_LOCK_PAGES`; `cpages` = pages released.
+    pub(crate) fn test_unlock_pages(&self, cmd: &mut HmmDmirrorCmd) {
+        let pages = core::mem::take(&mut *self.test_locked.lock());
+        cmd.cpages = pages.len() as u64;
+        drop(pages);
+    }
+
+    /// `dmirror_check_atomic()`.
+    pub(crate) fn check_atomic(&self, start: usize, end: usize) -> Result {
+        for pfn in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
+            if self.table.tag(pfn) == Some(Tag::Atomic) {
+                return Err(EPERM);
+            }
+        }
+        Ok(())
+    }
+
+    /// The backing page of a device page the mirror maps, for the table.
+    fn map_entry(page: PageRef) -> Option<PageRef> {
+        devmem::backing_page(page)
+    }
+
+    /// `dmirror_migrate_alloc_and_copy()`: device pages for every collected system page.
+    fn migrate_alloc_and_copy(&self, c: &mut Collected<'_>) {
+        let me = core::ptr::from_ref(self).cast_mut().cast::<c_void>();
+        let (src, dst) = c.arrays();
+        let n = src.len();
+        let mut i = 0;
+        while i < n {
+            let s = src[i];
+            let is_large = s & mpfn::COMPOUND != 0;
+            let write = s & mpfn::WRITE;
+            if s & mpfn::MIGRATE == 0 {
+                i += 1;
+                continue;
+            }
+            // SAFETY: `s` is a src entry; the migration keeps its page locked and referenced.
+            let spage = unsafe { PageRef::from_migrate_pfn(s) };
+            if let Some(sp) = spage {
+                if sp.is_zone_device() {
+                    pr_warn!("page already in device spage pfn: 0x{:x}\n", sp.pfn());
+                    i += 1;
+                    continue;
+                }
+            }
+            let dpage = if self.take_fail_alloc() {
+                None
+            } else {
+                self.device().alloc_page(is_large)
+            };
+
+            let Some(dpage) = dpage else {
+                if !is_large {
+                    i += 1;
+                    continue;
+                }
+                // Fall back to order-0 device pages for the whole folio.
+                let nr = spage.map_or(HPAGE_PMD_NR, |sp| sp.folio().nr_pages());
+                let spfn = s >> mpfn::SHIFT;
+                let mut k = 0;
+                while k < nr && i < n {
+                    let Some(dp) = self.device().alloc_page(false) else {
+                        pr_warn!("out of device memory\n");
+                        break;
+                    };
+                    let Some(rpage) = devmem::backing_page(dp.page()) else {
+                        break;
+                    };
+                    // SAFETY: The backing page belongs to our new device page.
+                    unsafe { rpage.set_zone_device_data(me) };
+                    if spage.is_some() {
+                        // SAFETY: `spfn + k` is a page of the locked source folio.
+                        if let Some(src_page) = unsafe { PageRef::from_pfn(spfn + k) } {
+                            // SAFETY: Both pages are alive (ours, and locked by the migration).
+                            unsafe { rpage.copy_from(src_page) };
+                        }
+                    } else {
+                        // SAFETY: `rpage` is ours.
+                        unsafe { rpage.clear() };
+                    }
+                    dst[i] = dp.into_migrate_pfn() | write;
+                    i += 1;
+                    k += 1;
+                }
+                if k < nr {
+                    i += 1;
+                }
+                continue;
+            };
+
+            let Some(rpage) = devmem::backing_page(dpage.page()) else {
+                i += 1;
+                continue;
+            };
+            // SAFETY: The backing page belongs to our new device page; it points back to
+            // the mirror, as in the C driver.
+            unsafe { rpage.set_zone_device_data(me) };
+            let dfolio = dpage.page().folio();
+            let mut d = dpage.into_migrate_pfn() | write;
+
+            if is_large {
+                d |= mpfn::COMPOUND;
+                if dfolio.is_large() {
+                    dst[i] = d;
+                    for k in 0..dfolio.nr_pages() {
+                        // SAFETY: `k` is below the size of the backing folio.
+                        let dst_page = unsafe { rpage.nth(k) };
+                        match spage {
+                            // SAFETY: `k` is below the size of the locked source folio; both
+                            // pages are alive.
+                            Some(sp) => unsafe { dst_page.copy_from(sp.nth(k)) },
+                            // SAFETY: `dst_page` is ours.
+                            None => unsafe { dst_page.clear() },
+                        }
+                        i += 1;
+                    }
+                    continue;
+                }
+            }
+            match spage {
+                // SAFETY: Both pages are alive.
+                Some(sp) => unsafe { rpage.copy_from(sp) },
+                // SAFETY: `rpage` is ours.
+                None => unsafe { rpage.clear() },
+            }
+            dst[i] = d;
+            i += 1;
+        }
+    }
+
+    /// `dmirror_migrate_finalize_and_map()`: maps the new device pages in the table.
+    fn migrate_finalize_and_map(&self, m: &crate::migrate::Migrated<'_>) -> Result {
+        let _g = self.lock.lock();
+        let start_pfn = m.start() >> PAGE_SHIFT;
+        for (i, (&s, &d)) in m.src().iter().zip(m.dst().iter()).enumerate() {
+            if s & mpfn::MIGRATE == 0 {
+                continue;
+            }
+            // SAFETY: `d` is a dst entry of the migration.
+            let Some(dpage) = (unsafe { PageRef::from_migrate_pfn(d) }) else {
+                continue;
+            };
+            let nr = if d & mpfn::COMPOUND != 0 {
+                dpage.folio().nr_pages()
+            } else {
+                1
+            };
+            let Some(rpage) = Self::map_entry(dpage) else {
+                continue;
+            };
+            let rfolio = rpage.folio();
+            let tag = if d & mpfn::WRITE != 0 {
+                Tag::Write
+            } else {
+                Tag::Read
+            };
+            for k in 0..nr {
+                self.table.store(start_pfn + i + k, rfolio.page(k), tag)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `dmirror_devmem_fault_alloc_and_copy()`: system pages for the collected
+    /// device pages; `0` or `VM_FAULT_OOM`.
+    fn devmem_alloc_and_copy(&self, c: &mut Collected<'_>) -> bindings::vm_fault_t {
+        let vma = c.vma();
+        let end = c.end();
+        let mut addr = c.start();
+        let (src, dst) = c.arrays();
+        let n = src.len();
+        let mut i = 0;
+        let mut order: u32 = 0;
+        while addr < end && i < n {
+            let s = src[i];
+            // SAFETY: `s` is a src entry; the migration keeps its page alive.
+            let spage = unsafe { PageRef::from_migrate_pfn(s) };
+            let Some(spage) = spage.filter(|_| s & mpfn::MIGRATE != 0) else {
+                addr += PAGE_SIZE;
+                i += 1 << order;
+                continue;
+            };
+            if !spage.is_device_private() && !spage.is_device_coherent() {
+                pr_warn!("not a device page\n");
+                addr += PAGE_SIZE;
+                i += 1 << order;
+                continue;
+            }
+            let Some(spage) = devmem::backing_page(spage) else {
+                addr += PAGE_SIZE;
+                i += 1 << order;
+                continue;
+            };
+            order = spage.folio().order();
+            if order != 0 {
+                dst[i] = mpfn::COMPOUND;
+            }
+            if s & mpfn::WRITE != 0 {
+                dst[i] |= mpfn::WRITE;
+            }
+            // FAIL_ALLOC forces the next allocation here to fail, as in the C driver, with
+            // one difference: on a coherent device, which holds no PMD folios in this driver
+            // (see `DmirrorDevice::alloc_page`), only a large allocation consumes it. The
+            // flag exists to test the THP fallback, and a failed order-0 allocation would
+            // fail the whole migration with `ENOMEM` instead.
+            let fail = (order != 0 || self.device().mtype() == MemoryType::Private)
+                && self.take_fail_alloc();
+            let dpage = if fail {
+                dst[i] &= !mpfn::COMPOUND;
+                None
+            } else {
+                // SAFETY: `vma` is the migration's VMA, locked for read; `addr` is in it.
+                unsafe { NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, order, vma, addr) }
+            };
+            if dpage.is_none() && order == 0 {
+                return bindings::vm_fault_reason_VM_FAULT_OOM;
+            }
+            let dpage = dpage.map(|p| {
+                let head = p.page();
+                let locked = p.lock();
+                dst[i] |= locked.into_migrate_pfn();
+                head
+            });
+            let nr = 1usize << order;
+            for k in 0..nr {
+                let dst_page = match dpage {
+                    // SAFETY: `k` is below the size of the new folio.
+                    Some(dp) => unsafe { dp.nth(k) },
+                    None => {
+                        // The large allocation failed: try with order-0 pages.
+                        // SAFETY: As above.
+                        let p = unsafe {
+                            NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, 0, vma, addr)
+                        };
+                        let Some(p) = p else {
+                            // Unlock and free the pages already allocated, clear dst.
+                            for j in (0..k).rev() {
+                                // SAFETY: `dst[i + j]` came from `into_migrate_pfn` below and
+                                // is taken back before the migration core sees it.
+                                drop(unsafe { LockedPage::from_migrate_pfn(dst[i + j]) });
+                            }
+                            for j in 0..nr {
+                                if let Some(e) = dst.get_mut(i + j) {
+                                    *e = 0;
+                                }
+                            }
+                            return bindings::vm_fault_reason_VM_FAULT_OOM;
+                        };
+                        let page = p.page();
+                        let e = p.lock().into_migrate_pfn();
+                        if let Some(slot) = dst.get_mut(i + k) {
+                            *slot = e;
+                        }
+                        page
+                    }
+                };
+                // SAFETY: `k` is below the size of the source folio.
+                let src_page = unsafe { spage.nth(k) };
+                self.table.erase(addr >> PAGE_SHIFT);
+                addr += PAGE_SIZE;
+                // SAFETY: Both pages are alive (ours, and the migration's locked source).
+                unsafe { dst_page.copy_from(src_page) };
+            }
+            i += 1 << order;
+        }
+        0
+    }
+
+    /// `dmirror_devmem_fault()`: the `migrate_to_ram` callback of every chunk.
+    pub(crate) fn devmem_fault(vmf: &mut bindings::vm_fault) -> bindings::vm_fault_t {
+        // SAFETY: `vmf->page` is the referenced, locked device page that faulted.
+        let Some(page) = (unsafe { PageRef::from_raw(vmf.page) }) else {
+            return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+        };
+        let folio = page.folio();
+        // SAFETY: A device-private page of ours has its backing page in `zone_device_data`.
+        let Some(rpage) = (unsafe { PageRef::from_raw(folio.zone_device_data().cast()) }) else {
+            return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+        };
+        let mirror = rpage.zone_device_data().cast::<Mirror>().cast_const();
+        if mirror.is_null() {
+            return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+        }
+        // SAFETY: The backing page points to the mirror that migrated the page; the
+        // mirror's release evicts every chunk of its device before the mirror is freed
+        // (as in the C driver), so it is alive while its pages are on the device.
+        let mirror = unsafe { &*mirror };
+
+        let mut order = folio.order();
+        if !vmf.pte.is_null() {
+            order = 0;
+        }
+        let span = PAGE_SIZE << order;
+        let (vma_ptr, address) = (vmf.__bindgen_anon_1.vma, vmf.__bindgen_anon_1.address);
+        let start = address & !(span - 1);
+        // SAFETY: The fault path holds the mmap or VMA lock of `vma` during the callback.
+        let vma = unsafe { VmaRef::from_raw(vma_ptr) };
+        let mut flags = mirror.select_device();
+        if order != 0 {
+            flags |= bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
+        }
+        let args = VmaMigrateArgs {
+            start,
+            end: start + span,
+            owner: mirror.owner(),
+            flags,
+            fault_page: vmf.page,
+        };
+        let mut c = match Collected::setup(vma, args) {
+            Ok(c) => c,
+            Err(e) if e == ENOMEM => return bindings::vm_fault_reason_VM_FAULT_OOM,
+            Err(_) => return bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+        };
+        let ret = mirror.devmem_alloc_and_copy(&mut c);
+        if ret != 0 {
+            c.finalize();
+            return ret;
+        }
+        // No device finalize step is needed: the table entries were erased above.
+        c.pages().finalize();
+        0
+    }
+}
+
+impl IntervalOps for Mirror {
+    fn invalidate(this: &Self, inv: &Invalidation<'_>) -> bool {
+        // Invalidations of our own migrations are handled by the migration.
+        if inv.is_migrate_by(this.owner()) {
+            return true;
+        }
+        let _g = if inv.blockable() {
+            this.lock.lock()
+        } else {
+            match this.lock.try_lock() {
+                Some(g) => g,
+                None => return false,
+            }
+        };
+        inv.set_seq();
+        this.table
+            .erase_range(inv.start() >> PAGE_SHIFT, inv.end() >> PAGE_SHIFT);
+        true
+    }
+}
+
+/// The data of the temporary notifier of one SNAPSHOT window.
+#[pin_data]
+struct SnapshotState<'a> {
+    mirror: &'a Mirror,
+}
+
+impl IntervalOps for SnapshotState<'_> {
+    fn invalidate(this: &Self, inv: &Invalidation<'_>) -> bool {
+        let _g = if inv.blockable() {
+            this.mirror.lock.lock()
+        } else {
+            match this.mirror.lock.try_lock() {
+                Some(g) => g,
+                None => return false,
+            }
+        };
+        // Any invalidation in the window invalidates the whole snapshot.
+        inv.set_seq();
+        true
+    }
+}
+
+/// An open `/dev/hmm_dmirrorN`: the mirror inside its interval notifier.
+#[pin_data]
+pub(crate) struct DmirrorFile {
+    #[pin]
+    notifier: IntervalNotifier<Mirror>,
+}
+
+impl DmirrorFile {
+    /// `dmirror_fops_open()`: mirrors the current process's whole address space.
+    pub(crate) fn new<'a>(device: &'a DmirrorDevice, mm: &'a Mm) -> impl PinInit<Self, Error> + 'a {
+        try_pin_init!(Self {
+            notifier <- IntervalNotifier::insert(mm, 0, usize::MAX & PAGE_MASK, Mirror::new(device)),
+        })
+    }
+
+    /// `dmirror_fops_release()` before the memory is freed: removes the
+    /// interval notifier, then evicts every chunk of the device back to system
+    /// memory while the mirror (which the backing pages point to) is still alive.
+    pub(crate) fn release(mut self: Pin<&mut Self>) {
+        self.as_mut().project().notifier.remove();
+        self.mirror().device().evict_all();
+    }
+
+    /// The mirror.
+    pub(crate) fn mirror(&self) -> &Mirror {
+        self.notifier.data()
+    }
+
+    /// The mirrored mm with a user reference (`mmget_not_zero`).
+    fn mmget(&self) -> Option<ARef<MmWithUser>> {
+        self.notifier.mm()?.mmget_not_zero()
+    }
+
+    fn deadline_passed(start: &Instant<Monotonic>) -> bool {
+        start.elapsed() > Delta::from_millis(RANGE_TIMEOUT_MS)
+    }
+
+    /// `dmirror_range_fault()`.
+    fn range_fault(&self, mm: &MmWithUser, range: &mut HmmRange<'_>) -> Result {
+        let m = self.mirror();
+        let t0 = Instant::<Monotonic>::now();
+        loop {
+            if Self::deadline_passed(&t0) {
+                return Err(EBUSY);
+            }
+            range.read_begin();
+            let r = {
+                let g = mm.mmap_read_lock();
+                range.fault(&g)
+            };
+            match r {
+                Err(e) if e == EBUSY => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+            let g = m.lock.lock();
+            if range.read_retry() {
+                continue;
+            }
+            return m.do_fault(&g, range);
+        }
+    }
+
+    /// `dmirror_range_fault_unlocked()`.
+    fn range_fault_unlocked(&self, range: &mut HmmRange<'_>, timeout: usize) -> Result {
+        let m = self.mirror();
+        loop {
+            range.fault_unlocked_timeout(timeout)?;
+            let g = m.lock.lock();
+            if range.read_retry() {
+                continue;
+            }
+            return m.do_fault(&g, range);
+        }
+    }
+
+    /// `dmirror_fault()` / `dmirror_fault_unlocked()`.
+    fn fault(&self, start: usize, end: usize, write: bool, unlocked: Option<usize>) -> Result {
+        let mm = self.mmget().ok_or(EFAULT)?;
+        let flags = hmm::REQ_FAULT | if write { hmm::REQ_WRITE } else { 0 };
+        let mut range = HmmRange::new(&self.notifier, flags, self.mirror().owner());
+        let mut addr = start;
+        while addr < end {
+            let next = range.set_window(addr, end);
+            match unlocked {
+                None => self.range_fault(&mm, &mut range)?,
+                Some(t) => self.range_fault_unlocked(&mut range, t)?,
+            }
+            addr = next;
+        }
+        Ok(())
+    }
+
+    /// `HMM_DMIRROR_READ` (`unlocked`: `HMM_DMIRROR_READ_UNLOCKED` with that timeout).
+    pub(crate) fn read(&self, cmd: &mut HmmDmirrorCmd, unlocked: Option<usize>) -> Result {
+        let (mut start, end) = cmd_range(cmd)?;
+        let m = self.mirror();
+        let mut b = Bounce::new(start, end - start)?;
+        let ret = loop {
+            let r = {
+                let g = m.lock.lock();
+                m.do_read(&g, start, end, &mut b)
+            };
+            match r {
+                Err(e) if e == ENOENT => {}
+                other => break other,
+            }
+            start = (cmd.addr as usize) + (b.cpages << PAGE_SHIFT);
+            if let Err(e) = self.fault(start, end, false, unlocked) {
+                break Err(e);
+            }
+            cmd.faults += 1;
+        };
+        let ret = ret.and_then(|()| {
+            UserSlice::new(UserPtr::from_addr(cmd.ptr as usize), b.buf.len())
+                .writer()
+                .write_slice(&b.buf)
+                .map_err(|_| EFAULT)
+        });
+        cmd.cpages = b.cpages as u64;
+        ret
+    }
+
+    /// `HMM_DMIRROR_WRITE`.
+    pub(crate) fn write(&self, cmd: &mut HmmDmirrorCmd) -> Result {
+        let (mut start, end) = cmd_range(cmd)?;
+        let m = self.mirror();
+        let mut b = Bounce::new(start, end - start)?;
+        if UserSlice::new(UserPtr::from_addr(cmd.ptr as usize), b.buf.len())
+            .reader()
+            .read_slice(&mut b.buf)
+            .is_err()
+        {
+            cmd.cpages = 0;
+            return Err(EFAULT);
+        }
+        let ret = loop {
+            let r = {
+                let g = m.lock.lock();
+                m.do_write(&g, start, end, &mut b)
+            };
+            match r {
+                Err(e) if e == ENOENT => {}
+                other => break other,
+            }
+            start = (cmd.addr as usize) + (b.cpages << PAGE_SHIFT);
+            if let Err(e) = self.fault(start, end, true, None) {
+                break Err(e);
+            }
+            cmd.faults += 1;
+        };
+        cmd.cpages = b.cpages as u64;
+        ret
+    }
+
+    /// Reads `[start, end)` back from the table without faulting, into `ptr`.
+    fn read_back(&self, cmd: &mut HmmDmirrorCmd, start: usize, end: usize) -> Result {
+        let m = self.mirror();
+        let mut b = Bounce::new(start, end - start)?;
+        let r = {
+            let g = m.lock.lock();
+            m.do_read(&g, start, end, &mut b)
+        };
+        let r = r.and_then(|()| {
+            UserSlice::new(UserPtr::from_addr(cmd.ptr as usize), b.buf.len())
+                .writer()
+                .write_slice(&b.buf)
+                .map_err(|_| EFAULT)
+        });
+        cmd.cpages = b.cpages as u64;
+        r
+    }
+
+    /// `HMM_DMIRROR_MIGRATE_TO_DEV`.
+    pub(crate) fn migrate_to_device(&self, cmd: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = cmd_range(cmd)?;
+        let m = self.mirror();
+        let mm = self.mmget().ok_or(EINVAL)?;
+        {
+            let guard = mm.mmap_read_lock();
+            let mut addr = start;
+            while addr < end {
+                let vma = guard.vma_lookup(addr).ok_or(EINVAL)?;
+                if vma.flags() & kernel::mm::virt::flags::READ == 0 {
+                    return Err(EINVAL);
+                }
+                let next = end
+                    .min(addr.saturating_add(PTRS_PER_PTE << PAGE_SHIFT))
+                    .min(vma.end());
+                let args = VmaMigrateArgs {
+                    start: addr,
+                    end: next,
+                    owner: m.owner(),
+                    flags: bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
+                        | bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND,
+                    fault_page: core::ptr::null_mut(),
+                };
+                let mut c = Collected::setup(vma, args)?;
+                m.migrate_alloc_and_copy(&mut c);
+                let done = c.pages();
+                // The C driver ignores a table store failure here too.
+                let _ = m.migrate_finalize_and_map(&done);
+                done.finalize();
+                addr = next;
+            }
+        }
+        drop(mm);
+        // Return the migrated data for verification (only pages on the device).
+        self.read_back(cmd, start, end)
+    }
+
+    /// `HMM_DMIRROR_MIGRATE_TO_SYS`.
+    pub(crate) fn migrate_to_system(&self, cmd: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = cmd_range(cmd)?;
+        let m = self.mirror();
+        let mm = self.mmget().ok_or(EINVAL)?;
+        cmd.cpages = 0;
+        let guard = mm.mmap_read_lock();
+        let mut addr = start;
+        while addr < end {
+            let vma = guard.vma_lookup(addr).ok_or(EINVAL)?;
+            if vma.flags() & kernel::mm::virt::flags::READ == 0 {
+                return Err(EINVAL);
+            }
+            let next = end
+                .min(addr.saturating_add(PTRS_PER_PTE << PAGE_SHIFT))
+                .min(vma.end());
+            let args = VmaMigrateArgs {
+                start: addr,
+                end: next,
+                owner: m.owner(),
+                flags: m.select_device()
+                    | bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND,
+                fault_page: core::ptr::null_mut(),
+            };
+            let mut c = Collected::setup(vma, args)?;
+            if m.devmem_alloc_and_copy(&mut c) != 0 {
+                c.finalize();
+                return Err(ENOMEM);
+            }
+            let done = c.pages();
+            cmd.cpages += done
+                .src()
+                .iter()
+                .filter(|&&s| s & mpfn::VALID != 0 && s & mpfn::MIGRATE != 0)
+                .count() as u64;
+            done.finalize();
+            addr = next;
+        }
+        Ok(())
+    }
+
+    /// `dmirror_mkentry()`.
+    fn mkentry(m: &Mirror, p: HmmPfn) -> u8 {
+        let kind = p.page().map(|page| {
+            if page.is_device_private() || page.is_device_coherent() {
+                let local = devmem::is_our_page(page)
+                    // SAFETY: The page is a device page of our driver, referenced by the
+                    // mapping the snapshot found (checked under the mirror mutex).
+                    && core::ptr::eq(unsafe { devmem::page_device(page) }, m.device());
+                if page.is_device_private() {
+                    PageKind::DevicePrivate(local)
+                } else {
+                    PageKind::DeviceCoherent(local)
+                }
+            } else if page.is_zero_page() {
+                PageKind::Zero
+            } else {
+                PageKind::Other
+            }
+        });
+        uapi::snapshot_byte(
+            p.is_error(),
+            kind,
+            p.is_write(),
+            p.map_order(),
+            PAGE_SHIFT as u32,
+            bindings::PMD_SHIFT,
+            bindings::PUD_SHIFT,
+        )
+    }
+
+    /// `dmirror_range_snapshot()` for one window.
+    fn range_snapshot(&self, mm: &MmWithUser, start: usize, end: usize, perm: &mut [u8]) -> Result {
+        let m = self.mirror();
+        let notifier = KBox::pin_init(
+            IntervalNotifier::insert(
+                mm,
+                start,
+                end - start,
+                try_pin_init!(SnapshotState { mirror: m }? Error),
+            ),
+            GFP_KERNEL,
+        )?;
+        let mut range = HmmRange::new(&notifier, 0, m.owner());
+        range.set_window(start, end);
+        let t0 = Instant::<Monotonic>::now();
+        let g = loop {
+            if Self::deadline_passed(&t0) {
+                return Err(EBUSY);
+            }
+            range.read_begin();
+            let r = {
+                let g = mm.mmap_read_lock();
+                range.fault(&g)
+            };
+            match r {
+                Err(e) if e == EBUSY => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+            let g = m.lock.lock();
+            if range.read_retry() {
+                continue;
+            }
+            break g;
+        };
+        for (slot, p) in perm.iter_mut().zip(range.pfns()) {
+            *slot = Self::mkentry(m, p);
+        }
+        drop(g);
+        Ok(())
+    }
+
+    /// `HMM_DMIRROR_SNAPSHOT`.
+    pub(crate) fn snapshot(&self, cmd: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = cmd_range(cmd)?;
+        let mm = self.mmget().ok_or(EINVAL)?;
+        let mut uptr = cmd.ptr as usize;
+        let mut addr = start;
+        while addr < end {
+            let next = end.min(addr.saturating_add(hmm::MAX_PAGES << PAGE_SHIFT));
+            let mut perm = [0u8; hmm::MAX_PAGES];
+            self.range_snapshot(&mm, addr, next, &mut perm)?;
+            let n = (next - addr) >> PAGE_SHIFT;
+            UserSlice::new(UserPtr::from_addr(uptr), n)
+                .writer()
+                .write_slice(&perm[..n])
+                .map_err(|_| EFAULT)?;
+            cmd.cpages += n as u64;
+            uptr += n;
+            addr = next;
+        }
+        Ok(())
+    }
+
+    /// `HMM_DMIRROR_EXCLUSIVE`.
+    pub(crate) fn exclusive(&self, cmd: &mut HmmDmirrorCmd) -> Result {
+        let (start, end) = cmd_range(cmd)?;
+        let m = self.mirror();
+        let mm = self.mmget().ok_or(EINVAL)?;
+        {
+            let _guard = mm.mmap_read_lock();
+            let mut addr = start;
+            while addr < end {
+                let mut folio: *mut bindings::folio = core::ptr::null_mut();
+                // SAFETY: The mm has a user reference and its mmap lock is held for read.
+                let page = unsafe {
+                    bindings::make_device_exclusive(
+                        mm.as_raw(),
+                        addr,
+                        core::ptr::null_mut(),
+                        &mut folio,
+                    )
+                };
+                let page = kernel::error::from_err_ptr(page)?;
+                // SAFETY: On success the folio is returned locked and referenced.
+                let folio = unsafe { crate::page::FolioRef::from_raw(folio) }.ok_or(EFAULT)?;
+                // SAFETY: We take over the lock and the reference.
+                let _locked = unsafe { LockedFolio::from_raw(folio) };
+                // SAFETY: `page` belongs to the locked, referenced folio.
+                let page = unsafe { PageRef::from_raw(page) }.ok_or(EFAULT)?;
+                {
+                    let _g = m.lock.lock();
+                    m.table.store(addr >> PAGE_SHIFT, page, Tag::Atomic)?;
+                }
+                addr += PAGE_SIZE;
+            }
+        }
+        drop(mm);
+        self.read_back(cmd, start, end)
+    }
+}

@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Pages and folios the driver touches by pointer.
+//!
+//! Owns the three ways the driver holds a `struct page`:
+//! - [`PageRef`]: a plain pointer into the memmap, for metadata (pfn, folio,
+//!   zone, `zone_device_data`) and for pages whose lifetime someone else
+//!   guarantees (the mirror table, a migration's src array);
+//! - [`NewPage`]: a freshly allocated page or folio the driver holds the only
+//!   reference to, freed on drop;
+//! - [`LockedPage`]: a page the driver holds locked and referenced, unlocked and
+//!   released on drop unless handed to the migration core with
+//!   [`LockedPage::into_migrate_pfn`] (destination pages are locked by the
+//!   driver; the dst entry itself carries no lock flag).
+//!
+//! [`LockedFolio`] is the locked, referenced folio `make_device_exclusive()`
+//! returns.
+
+use crate::bindings;
+use core::ptr::NonNull;
+use kernel::{ffi::c_void, page::PAGE_SIZE};
+
+/// A pointer to a `struct page`.
+///
+/// # Invariants
+///
+/// `self.0` points to a `struct page` of the memmap: either system RAM (whose
+/// memmap is never freed) or a ZONE_DEVICE page of a chunk that is still
+/// registered. Holding a `PageRef` does not hold a reference on the page.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PageRef(NonNull<bindings::page>);
+
+// SAFETY: A `PageRef` is a pointer into the global memmap; it may be used from any thread.
+unsafe impl Send for PageRef {}
+// SAFETY: See above; all methods are safe to call concurrently.
+unsafe impl Sync for PageRef {}
+
+impl PageRef {
+    /// Wraps a raw page pointer, `None` for NULL.
+    ///
+    /// # Safety
+    ///
+    /// A non-NULL `ptr` must point to a `struct page` of the memmap that stays
+    /// valid while the returned value is used (see the type invariants).
+    pub(crate) unsafe fn from_raw(ptr: *mut bindings::page) -> Option<Self> {
+        // INVARIANT: The caller guarantees that a non-NULL `ptr` is a memmap page.
+        NonNull::new(ptr).map(Self)
+    }
+
+    /// The page of a pfn.
+    ///
+    /// # Safety
+    ///
+    /// `pfn` must be a valid pfn of system RAM or of a registered device chunk.
+    pub(crate) unsafe fn from_pfn(pfn: usize) -> Option<Self> {
+        // SAFETY: The caller guarantees `pfn` is valid, so `pfn_to_page` is its memmap entry.
+        unsafe { Self::from_raw(bindings::dmirror_pfn_to_page(pfn)) }
+    }
+
+    /// The page of a `MIGRATE_PFN_*` entry, `None` if VALID is clear.
+    ///
+    /// # Safety
+    ///
+    /// `mpfn` must be an entry of a migration's src or dst array (whose pages
+    /// the migration keeps alive), or made by `migrate_pfn()`.
+    pub(crate) unsafe fn from_migrate_pfn(mpfn: usize) -> Option<Self> {
+        // SAFETY: A valid migrate pfn encodes a memmap page; NULL otherwise.
+        unsafe { Self::from_raw(bindings::dmirror_migrate_pfn_to_page(mpfn)) }
+    }
+
+    /// Drops a reference (`put_page`).
+    ///
+    /// # Safety
+    ///
+    /// The caller must own one reference to the page and give it up.
+    pub(crate) unsafe fn put(self) {
+        // SAFETY: The caller owns the reference.
+        unsafe { bindings::dmirror_put_page(self.as_ptr()) };
+    }
+
+    /// The raw pointer.
+    pub(crate) fn as_ptr(self) -> *mut bindings::page {
+        self.0.as_ptr()
+    }
+
+    /// The page frame number.
+    pub(crate) fn pfn(self) -> usize {
+        // SAFETY: By the type invariants the page is a memmap entry.
+        unsafe { bindings::dmirror_page_to_pfn(self.as_ptr()) as usize }
+    }
+
+    /// The page `n` pages after this one in the memmap.
+    ///
+    /// # Safety
+    ///
+    /// `self.pfn() + n` must be a valid pfn (e.g. a page of the same folio or chunk).
+    pub(crate) unsafe fn nth(self, n: usize) -> Self {
+        // SAFETY: The caller guarantees the pfn is valid; `pfn_to_page` never returns NULL.
+        unsafe { Self::from_pfn(self.pfn() + n) }.unwrap_or(self)
+    }
+
+    /// The folio this page belongs to.
+    pub(crate) fn folio(self) -> FolioRef {
+        // SAFETY: By the type invariants the page is a memmap entry; its folio is too.
+        let f = unsafe { bindings::dmirror_page_folio(self.as_ptr()) };
+        // INVARIANT: `page_folio` of a memmap page is a memmap folio, never NULL.
+        FolioRef(NonNull::new(f).unwrap_or(self.0.cast()))
+    }
+
+    /// Whether this is a DEVICE_PRIVATE page.
+    pub(crate) fn is_device_private(self) -> bool {
+        // SAFETY: By the type invariants the page is a memmap entry.
+        unsafe { bindings::dmirror_is_device_private_page(self.as_ptr()) }
+    }
+
+    /// Whether this is a DEVICE_COHERENT page.
+    pub(crate) fn is_device_coherent(self) -> bool {
+        // SAFETY: By the type invariants the page is a memmap entry.
+        unsafe { bindings::dmirror_is_device_coherent_page(self.as_ptr()) }
+    }
+
+    /// Whether this is any ZONE_DEVICE page.
+    pub(crate) fn is_zone_device(self) -> bool {
+        // SAFETY: By the type invariants the page is a memmap entry.
+        unsafe { bindings::dmirror_is_zone_device_page(self.as_ptr()) }
+    }
+
+    /// Whether this is the shared zero page.
+    pub(crate) fn is_zero_page(self) -> bool {
+        // SAFETY: Any pfn may be compared with the zero pfn.
+        unsafe { bindings::dmirror_is_zero_pfn(self.pfn()) }
+    }
+
+    /// The `dev_pagemap` of a ZONE_DEVICE page.
+    pub(crate) fn pgmap(self) -> *mut bindings::dev_pagemap {
+        // SAFETY: By the type invariants the page is a memmap entry.
+        unsafe { bindings::dmirror_page_pgmap(self.as_ptr()) }
+    }
+
+    /// The `zone_device_data` field.
+    pub(crate) fn zone_device_data(self) -> *mut c_void {
+        // SAFETY: By the type invariants the page is a memmap entry; reading the field is
+        // harmless, its meaning is up to the page's owner.
+        unsafe { bindings::dmirror_page_zone_device_data(self.as_ptr()) }
+    }
+
+    /// Sets the `zone_device_data` field.
+    ///
+    /// # Safety
+    ///
+    /// The caller must own the page (a device page of this driver, or its backing
+    /// page), so that nobody else uses the field.
+    pub(crate) unsafe fn set_zone_device_data(self, data: *mut c_void) {
+        // SAFETY: The page is a memmap entry and the caller owns the field.
+        unsafe { bindings::dmirror_page_set_zone_device_data(self.as_ptr(), data) }
+    }
+
+    /// Copies the whole page `from` into this page.
+    ///
+    /// # Safety
+    ///
+    /// Both pages must be referenced (or otherwise kept alive) and not
+    /// concurrently written through another path the caller relies on.
+    pub(crate) unsafe fn copy_from(self, from: PageRef) {
+        // SAFETY: Both pages are alive per the caller; `copy_highpage` kmaps both.
+        unsafe { bindings::dmirror_copy_highpage(self.as_ptr(), from.as_ptr()) }
+    }
+
+    /// Zeroes the page.
+    ///
+    /// # Safety
+    ///
+    /// The page must be referenced by the caller.
+    pub(crate) unsafe fn clear(self) {
+        // SAFETY: The page is alive per the caller.
+        unsafe { bindings::dmirror_clear_highpage(self.as_ptr()) }
+    }
+
+    /// Copies the page into `dst`, which must be exactly one page.
+    ///
+    /// # Safety
+    ///
+    /// The page must stay allocated for the duration of the call.
+    pub(crate) unsafe fn read_into(self, dst: &mut [u8]) {
+        let len = dst.len().min(PAGE_SIZE);
+        // SAFETY: `dst` is valid for `len` bytes; the page is alive per the caller.
+        unsafe {
+            bindings::dmirror_memcpy_from_page(dst.as_mut_ptr().cast(), self.as_ptr(), 0, len)
+        }
+    }
+
+    /// Copies `src`, at most one page, into the page.
+    ///
+    /// # Safety
+    ///
+    /// The page must stay allocated for the duration of the call.
+    pub(crate) unsafe fn write_from(self, src: &[u8]) {
+        let len = src.len().min(PAGE_SIZE);
+        // SAFETY: `src` is valid for `len` bytes; the page is alive per the caller.
+        unsafe { bindings::dmirror_memcpy_to_page(self.as_ptr(), 0, src.as_ptr().cast(), len) }
+    }
+}
+
+/// A pointer to a `struct folio`.
+///
+/// # Invariants
+///
+/// Same as [`PageRef`]: a memmap folio, no reference held.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FolioRef(NonNull<bindings::folio>);
+
+impl FolioRef {
+    /// Wraps a raw folio pointer, `None` for NULL.
+    ///
+    /// # Safety
+    ///
+    /// As [`PageRef::from_raw`].
+    pub(crate) unsafe fn from_raw(ptr: *mut bindings::folio) -> Option<Self> {
+        // INVARIANT: Guaranteed by the caller.
+        NonNull::new(ptr).map(Self)
+    }
+
+    /// The raw pointer.
+    pub(crate) fn as_ptr(self) -> *mut bindings::folio {
+        self.0.as_ptr()
+    }
+
+    /// The `n`th page of the folio.
+    pub(crate) fn page(self, n: usize) -> PageRef {
+        // SAFETY: By the type invariants the folio is a memmap entry; callers pass `n`
+        // below the folio size, and `folio_page` is pointer arithmetic.
+        let p = unsafe { bindings::dmirror_folio_page(self.as_ptr(), n) };
+        // INVARIANT: A page of a memmap folio is a memmap page.
+        PageRef(NonNull::new(p).unwrap_or(self.0.cast()))
+    }
+
+    /// The folio's order.
+    pub(crate) fn order(self) -> u32 {
+        // SAFETY: By the type invariants the folio is a memmap entry.
+        unsafe { bindings::dmirror_folio_order(self.as_ptr()) }
+    }
+
+    /// The number of pages in the folio.
+    pub(crate) fn nr_pages(self) -> usize {
+        1usize << self.order()
+    }
+
+    /// Whether the folio has more than one page.
+    pub(crate) fn is_large(self) -> bool {
+        // SAFETY: By the type invariants the folio is a memmap entry.
+        unsafe { bindings::dmirror_folio_test_large(self.as_ptr()) }
+    }
+
+    /// The pfn of the folio's first page.
+    pub(crate) fn pfn(self) -> usize {
+        // SAFETY: By the type invariants the folio is a memmap entry.
+        unsafe { bindings::dmirror_folio_pfn(self.as_ptr()) as usize }
+    }
+
+    /// The folio's `zone_device_data`.
+    pub(crate) fn zone_device_data(self) -> *mut c_void {
+        // SAFETY: By the type invariants the folio is a memmap entry.
+        unsafe { bindings::dmirror_folio_zone_device_data(self.as_ptr()) }
+    }
+}
+
+/// A newly allocated page or folio of `order`, owned by the driver.
+///
+/// # Invariants
+///
+/// The driver holds the only reference to `page`, the head of a folio of `order`.
+pub(crate) struct NewPage {
+    page: PageRef,
+    order: u32,
+}
+
+impl NewPage {
+    /// `folio_alloc(gfp, order)`.
+    pub(crate) fn folio_alloc(gfp: bindings::gfp_t, order: u32) -> Option<Self> {
+        // SAFETY: `folio_alloc` can be called with any flags and order.
+        let f = unsafe { bindings::dmirror_folio_alloc(gfp, order) };
+        // SAFETY: A folio returned by the allocator is a memmap folio.
+        let f = unsafe { FolioRef::from_raw(f) }?;
+        // INVARIANT: The allocator gave us the only reference.
+        Some(Self {
+            page: f.page(0),
+            order,
+        })
+    }
+
+    /// `alloc_page(gfp)`.
+    pub(crate) fn alloc_page(gfp: bindings::gfp_t) -> Option<Self> {
+        // SAFETY: `alloc_page` can be called with any flags.
+        let p = unsafe { bindings::dmirror_alloc_page(gfp) };
+        // SAFETY: A page returned by the allocator is a memmap page.
+        let page = unsafe { PageRef::from_raw(p) }?;
+        // INVARIANT: The allocator gave us the only reference.
+        Some(Self { page, order: 0 })
+    }
+
+    /// `vma_alloc_folio(gfp, order, vma, addr)` (`alloc_page_vma` for order 0).
+    ///
+    /// # Safety
+    ///
+    /// `vma` must be a valid VMA whose mm is locked for read, containing `addr`.
+    pub(crate) unsafe fn vma_alloc(
+        gfp: bindings::gfp_t,
+        order: u32,
+        vma: *mut bindings::vm_area_struct,
+        addr: usize,
+    ) -> Option<Self> {
+        let page = if order == 0 {
+            // SAFETY: The caller guarantees `vma` and `addr`.
+            let p = unsafe { bindings::dmirror_alloc_page_vma(gfp, vma, addr) };
+            // SAFETY: A page returned by the allocator is a memmap page.
+            unsafe { PageRef::from_raw(p) }?
+        } else {
+            // SAFETY: The caller guarantees `vma` and `addr`.
+            let f = unsafe { bindings::dmirror_vma_alloc_folio(gfp, order, vma, addr) };
+            // SAFETY: A folio returned by the allocator is a memmap folio.
+            unsafe { FolioRef::from_raw(f) }?.page(0)
+        };
+        // INVARIANT: The allocator gave us the only reference.
+        Some(Self { page, order })
+    }
+
+    /// The page.
+    pub(crate) fn page(&self) -> PageRef {
+        self.page
+    }
+
+    /// Gives up ownership without freeing: the page now belongs to whatever
+    /// pointer the caller stored (e.g. a device page's `zone_device_data`).
+    pub(crate) fn into_raw(self) -> PageRef {
+        let page = self.page;
+        core::mem::forget(self);
+        page
+    }
+
+    /// Locks the page, turning the ownership into a [`LockedPage`].
+    pub(crate) fn lock(self) -> LockedPage {
+        let page = self.into_raw();
+        // SAFETY: We own a reference to `page`, so it may be locked.
+        unsafe { bindings::dmirror_lock_page(page.as_ptr()) };
+        // INVARIANT: Locked above, reference transferred from `self`.
+        LockedPage(page)
+    }
+}
+
+impl Drop for NewPage {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants we own the only reference to a folio of `order`.
+        unsafe { bindings::__free_pages(self.page.as_ptr(), self.order) };
+    }
+}
+
+/// A page the driver holds locked and referenced.
+///
+/// # Invariants
+///
+/// The page is locked by us and we own one reference to it.
+pub(crate) struct LockedPage(PageRef);
+
+impl LockedPage {
+    /// Takes over a page that is already locked and referenced, such as a
+    /// device page initialised by `zone_device_folio_init()`.
+    ///
+    /// # Safety
+    ///
+    /// The caller must own the page lock and one reference and give both up.
+    pub(crate) unsafe fn from_locked(page: PageRef) -> Self {
+        // INVARIANT: Guaranteed by the caller.
+        Self(page)
+    }
+
+    /// Takes back a destination page from a migrate pfn that
+    /// [`LockedPage::into_migrate_pfn`] produced and that the migration core
+    /// has not consumed.
+    ///
+    /// # Safety
+    ///
+    /// `mpfn` must come from `into_migrate_pfn` and must not be passed to the
+    /// migration core afterwards.
+    pub(crate) unsafe fn from_migrate_pfn(mpfn: usize) -> Option<Self> {
+        // SAFETY: A migrate pfn made by `into_migrate_pfn` encodes a memmap page.
+        let p = unsafe { bindings::dmirror_migrate_pfn_to_page(mpfn) };
+        // SAFETY: As above.
+        let page = unsafe { PageRef::from_raw(p) }?;
+        // INVARIANT: The caller returns the lock and reference `into_migrate_pfn` gave away.
+        Some(Self(page))
+    }
+
+    /// Locks a page the caller holds a reference to, taking over that reference.
+    ///
+    /// # Safety
+    ///
+    /// The caller must own one reference to `page` and give it up.
+    pub(crate) unsafe fn lock_referenced(page: PageRef) -> Self {
+        // SAFETY: The page is referenced, so it may be locked (this may sleep).
+        unsafe { bindings::dmirror_lock_page(page.as_ptr()) };
+        // INVARIANT: Locked above; the reference comes from the caller.
+        Self(page)
+    }
+
+    /// The page.
+    pub(crate) fn page(&self) -> PageRef {
+        self.0
+    }
+
+    /// Hands the locked page to the migration core as a dst entry: the
+    /// returned value is `migrate_pfn(pfn)` (VALID and the pfn, no lock flag);
+    /// `migrate_vma_finalize()`/`migrate_device_finalize()` unlock and release it.
+    pub(crate) fn into_migrate_pfn(self) -> usize {
+        let pfn = self.0.pfn();
+        core::mem::forget(self);
+        // SAFETY: `migrate_pfn` only encodes the pfn.
+        unsafe { bindings::dmirror_migrate_pfn(pfn) }
+    }
+}
+
+impl Drop for LockedPage {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants the page is locked by us and we hold a reference.
+        unsafe {
+            bindings::dmirror_unlock_page(self.0.as_ptr());
+            bindings::dmirror_put_page(self.0.as_ptr());
+        }
+    }
+}
+
+/// A folio returned locked and referenced by `make_device_exclusive()`.
+///
+/// # Invariants
+///
+/// We hold the folio lock and one reference; both are dropped on drop.
+pub(crate) struct LockedFolio(FolioRef);
+
+impl LockedFolio {
+    /// Takes over a locked and referenced folio.
+    ///
+    /// # Safety
+    ///
+    /// The caller must own the folio lock and one reference and give both up.
+    pub(crate) unsafe fn from_raw(folio: FolioRef) -> Self {
+        // INVARIANT: Guaranteed by the caller.
+        Self(folio)
+    }
+}
+
+impl Drop for LockedFolio {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants we hold the lock and a reference.
+        unsafe {
+            bindings::folio_unlock(self.0.as_ptr());
+            bindings::dmirror_folio_put(self.0.as_ptr());
+        }
+    }
+}
+
+/// Decoding of `MIGRATE_PFN_*` entries (pure bit arithmetic).
+pub(crate) mod mpfn {
+    use crate::bindings;
+
+    /// `MIGRATE_PFN_VALID`.
+    pub(crate) const VALID: usize = bindings::MIGRATE_PFN_VALID as usize;
+    /// `MIGRATE_PFN_MIGRATE`.
+    pub(crate) const MIGRATE: usize = bindings::MIGRATE_PFN_MIGRATE as usize;
+    /// `MIGRATE_PFN_WRITE`.
+    pub(crate) const WRITE: usize = bindings::MIGRATE_PFN_WRITE as usize;
+    /// `MIGRATE_PFN_COMPOUND`.
+    pub(crate) const COMPOUND: usize = bindings::MIGRATE_PFN_COMPOUND as usize;
+    /// `MIGRATE_PFN_SHIFT`.
+    pub(crate) const SHIFT: u32 = bindings::MIGRATE_PFN_SHIFT;
+}

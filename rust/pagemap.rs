@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A registered ZONE_DEVICE page map (one chunk of device memory).
+//!
+//! Owns a `struct dev_pagemap` from `memremap_pages()` to `memunmap_pages()`,
+//! and, for DEVICE_PRIVATE memory, the physical address range reserved with
+//! `request_free_mem_region()` (released after unmapping). The object is pinned
+//! because the memmap of the chunk points at `pgmap`. Callbacks of the static
+//! `dev_pagemap_ops` reach the chunk's [`PagemapOps`] data through
+//! [`DevPagemap::from_page`]. `memunmap_pages()` waits for every page of the
+//! chunk to be freed, so the owner must evict the pages before dropping it.
+
+use crate::{
+    bindings,
+    page::{FolioRef, PageRef},
+};
+use kernel::{ffi::c_void, page::PAGE_SHIFT, prelude::*, types::Opaque};
+
+/// The memory type of a chunk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ChunkKind {
+    /// DEVICE_PRIVATE memory in a free physical range of `size` bytes.
+    Private {
+        /// Size in bytes.
+        size: usize,
+    },
+    /// DEVICE_COHERENT memory at a fixed physical range.
+    Coherent {
+        /// Physical start.
+        start: usize,
+        /// Size in bytes.
+        size: usize,
+    },
+}
+
+/// The `dev_pagemap_ops` callbacks, as safe functions on the chunk data.
+pub(crate) trait PagemapOps: Sized + Send + Sync {
+    /// `folio_free`: the last reference to a device folio was dropped.
+    fn folio_free(map: &DevPagemap<Self>, folio: FolioRef);
+
+    /// `migrate_to_ram`: a CPU fault on a device-private page. `vmf` is the
+    /// fault, whose page is locked and referenced.
+    fn migrate_to_ram(map: &DevPagemap<Self>, vmf: &mut bindings::vm_fault)
+        -> bindings::vm_fault_t;
+
+    /// `folio_split`: `head` is being split, `tail` is a new tail folio or
+    /// `None` at the end.
+    fn folio_split(map: &DevPagemap<Self>, head: FolioRef, tail: Option<FolioRef>);
+}
+
+/// A registered device page map with its callback data.
+///
+/// # Invariants
+///
+/// `pgmap` is registered with `memremap_pages()` from the end of
+/// initialisation until drop; for a private chunk `[start, start + size)` is a
+/// region reserved with `request_free_mem_region()` until drop.
+#[pin_data(PinnedDrop)]
+pub(crate) struct DevPagemap<T: PagemapOps> {
+    #[pin]
+    pgmap: Opaque<bindings::dev_pagemap>,
+    kind: ChunkKind,
+    start: usize,
+    size: usize,
+    data: T,
+}
+
+// SAFETY: `pgmap` is only changed by the memremap core; `T` is `Send`.
+unsafe impl<T: PagemapOps> Send for DevPagemap<T> {}
+// SAFETY: `pgmap` is only read after registration; `T` is `Sync`.
+unsafe impl<T: PagemapOps> Sync for DevPagemap<T> {}
+
+/// Releases a reserved region if initialisation fails after reserving it.
+struct RegionGuard(Option<(usize, usize)>);
+
+impl Drop for RegionGuard {
+    fn drop(&mut self) {
+        if let Some((start, size)) = self.0 {
+            // SAFETY: The region was reserved by `request_free_mem_region` and not released.
+            unsafe { bindings::release_mem_region(start as u64, size as u64) };
+        }
+    }
+}
+
+impl<T: PagemapOps> DevPagemap<T> {
+    const OPS: bindings::dev_pagemap_ops = bindings::dev_pagemap_ops {
+        folio_free: Some(Self::folio_free_callback),
+        migrate_to_ram: Some(Self::migrate_to_ram_callback),
+        folio_split: Some(Self::folio_split_callback),
+        ..pin_init::zeroed()
+    };
+
+    /// Reserves (private) or takes (coherent) the physical range and maps it
+    /// with `memremap_pages(pgmap, numa_node_id())`, `owner` as `pgmap->owner`.
+    pub(crate) fn new(kind: ChunkKind, owner: *const c_void, data: T) -> impl PinInit<Self, Error> {
+        let init = move |slot: *mut Self| -> Result {
+            let (mut region, start, size, ty) = match kind {
+                ChunkKind::Private { size } => {
+                    // SAFETY: `iomem_resource` is the global resource tree and the name is a
+                    // static C string.
+                    let res = unsafe {
+                        bindings::request_free_mem_region(
+                            &raw mut bindings::iomem_resource,
+                            size,
+                            c"hmm_dmirror".as_char_ptr(),
+                        )
+                    };
+                    if res.is_null() || kernel::error::from_err_ptr(res).is_err() {
+                        return Err(ENOMEM);
+                    }
+                    // SAFETY: `res` is a valid resource returned above.
+                    let (rs, re) = unsafe { ((*res).start as usize, (*res).end as usize) };
+                    let size = re - rs + 1;
+                    (
+                        RegionGuard(Some((rs, size))),
+                        rs,
+                        size,
+                        bindings::memory_type_MEMORY_DEVICE_PRIVATE,
+                    )
+                }
+                ChunkKind::Coherent { start, size } => (
+                    RegionGuard(None),
+                    start,
+                    size,
+                    bindings::memory_type_MEMORY_DEVICE_COHERENT,
+                ),
+            };
+            // SAFETY: `slot` is valid for writes (pin-init contract); the fields are
+            // written before `pgmap` is registered.
+            unsafe {
+                (&raw mut (*slot).kind).write(kind);
+                (&raw mut (*slot).start).write(start);
+                (&raw mut (*slot).size).write(size);
+                (&raw mut (*slot).data).write(data);
+            }
+            // SAFETY: As above; `Opaque` may be written through its raw pointer.
+            let pgmap = unsafe { Opaque::cast_into(&raw const (*slot).pgmap) };
+            // SAFETY: `pgmap` is valid for writes; an all-zero `dev_pagemap` is the C
+            // driver's `kzalloc` state. The union member `range` is the one used with
+            // `nr_range == 1`.
+            unsafe {
+                core::ptr::write_bytes(pgmap, 0, 1);
+                (*pgmap).type_ = ty;
+                let range = (*pgmap).__bindgen_anon_1.range.as_mut();
+                range.start = start as u64;
+                range.end = (start + size - 1) as u64;
+                (*pgmap).nr_range = 1;
+                (*pgmap).ops = &Self::OPS;
+                (*pgmap).owner = owner.cast_mut();
+            }
+            // SAFETY: `pgmap` is fully set up, pinned and outlives the registration
+            // (`PinnedDrop` unmaps it); the ops table is static.
+            let ptr = unsafe { bindings::memremap_pages(pgmap, bindings::dmirror_numa_node_id()) };
+            let ret = if ptr.is_null() {
+                Err(EFAULT)
+            } else {
+                kernel::error::from_err_ptr(ptr).map(|_| ())
+            };
+            if ret.is_err() {
+                // SAFETY: `data` was written above and is not used any more.
+                unsafe { core::ptr::drop_in_place(&raw mut (*slot).data) };
+                return ret;
+            }
+            // INVARIANT: Registered; the region now belongs to the object.
+            region.0 = None;
+            Ok(())
+        };
+        // SAFETY: On success `init` initialised every field; on failure it dropped what it
+        // wrote and released the region.
+        unsafe { pin_init::pin_init_from_closure(init) }
+    }
+
+    /// The chunk that owns a device page of a pagemap with `Self::OPS`.
+    ///
+    /// # Safety
+    ///
+    /// `page` must be a ZONE_DEVICE page whose pagemap was registered by a
+    /// `DevPagemap<T>` that is still alive for `'a`.
+    pub(crate) unsafe fn from_page<'a>(page: PageRef) -> &'a Self {
+        let pgmap = page.pgmap();
+        // SAFETY: The caller guarantees `pgmap` is the `pgmap` field of a live `Self`.
+        unsafe { &*kernel::container_of!(Opaque::cast_from(pgmap), Self, pgmap) }
+    }
+
+    /// Whether `page` belongs to a pagemap of this type (same ops table).
+    pub(crate) fn owns(page: PageRef) -> bool {
+        if !page.is_zone_device() {
+            return false;
+        }
+        let pgmap = page.pgmap();
+        // SAFETY: A ZONE_DEVICE page has a valid registered pagemap.
+        !pgmap.is_null() && core::ptr::eq(unsafe { (*pgmap).ops }, &Self::OPS)
+    }
+
+    /// The callback data.
+    pub(crate) fn data(&self) -> &T {
+        &self.data
+    }
+
+    /// The first pfn of the chunk.
+    pub(crate) fn pfn_first(&self) -> usize {
+        self.start >> PAGE_SHIFT
+    }
+
+    /// The number of pages of the chunk.
+    pub(crate) fn npages(&self) -> usize {
+        self.size >> PAGE_SHIFT
+    }
+
+    /// Whether the chunk is this pagemap.
+    pub(crate) fn is(&self, pgmap: *mut bindings::dev_pagemap) -> bool {
+        core::ptr::eq(self.pgmap.get(), pgmap)
+    }
+
+    /// # Safety
+    ///
+    /// Called by the memremap core for a folio of a pagemap with `Self::OPS`.
+    unsafe extern "C" fn folio_free_callback(folio: *mut bindings::folio) {
+        // SAFETY: The core passes a valid folio of our pagemap.
+        let Some(folio) = (unsafe { FolioRef::from_raw(folio) }) else {
+            return;
+        };
+        // SAFETY: The folio belongs to a chunk that is registered (the core calls back
+        // before `memunmap_pages` returns).
+        let map = unsafe { Self::from_page(folio.page(0)) };
+        T::folio_free(map, folio);
+    }
+
+    /// # Safety
+    ///
+    /// Called by the fault path for a locked device-private page of our pagemap.
+    unsafe extern "C" fn migrate_to_ram_callback(
+        vmf: *mut bindings::vm_fault,
+    ) -> bindings::vm_fault_t {
+        // SAFETY: The fault path passes a valid, exclusively used `vm_fault`.
+        let vmf = unsafe { &mut *vmf };
+        // SAFETY: `vmf->page` is the referenced device page that faulted.
+        let Some(page) = (unsafe { PageRef::from_raw(vmf.page) }) else {
+            return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+        };
+        // SAFETY: The page is referenced, so its chunk is registered.
+        let map = unsafe { Self::from_page(page) };
+        T::migrate_to_ram(map, vmf)
+    }
+
+    /// # Safety
+    ///
+    /// Called by the split code for folios of our pagemap.
+    unsafe extern "C" fn folio_split_callback(
+        head: *mut bindings::folio,
+        tail: *mut bindings::folio,
+    ) {
+        // SAFETY: The core passes a valid head folio of our pagemap.
+        let Some(head) = (unsafe { FolioRef::from_raw(head) }) else {
+            return;
+        };
+        // SAFETY: `tail` is NULL or a valid folio being split off `head`.
+        let tail = unsafe { FolioRef::from_raw(tail) };
+        // SAFETY: The head folio is referenced during the split, so its chunk is registered.
+        let map = unsafe { Self::from_page(head.page(0)) };
+        T::folio_split(map, head, tail);
+    }
+}
+
+#[pinned_drop]
+impl<T: PagemapOps> PinnedDrop for DevPagemap<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariants `pgmap` is registered; this waits for its pages.
+        unsafe { bindings::memunmap_pages(self.pgmap.get()) };
+        if let ChunkKind::Private { .. } = self.kind {
+            // SAFETY: By the type invariants the region is reserved by us.
+            unsafe { bindings::release_mem_region(self.start as u64, self.size as u64) };
+        }
+    }
+}
