@@ -15,7 +15,7 @@ use crate::{
     migrate::DeviceMigration,
     mirror::Mirror,
     page::{mpfn, FolioRef, LockedPage, NewPage, PageRef},
-    pagemap::{ChunkKind, DevPagemap, PagemapOps},
+    pagemap::{ChunkKind, DevPagemap, DeviceFault, PagemapOps},
     uapi::MemoryType,
 };
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -436,8 +436,8 @@ impl PagemapOps for ChunkData {
         }
     }
 
-    fn migrate_to_ram(_map: &Chunk, vmf: &mut bindings::vm_fault) -> bindings::vm_fault_t {
-        Mirror::devmem_fault(vmf)
+    fn migrate_to_ram(_map: &Chunk, fault: &DeviceFault<'_>) -> bindings::vm_fault_t {
+        Mirror::devmem_fault(fault)
     }
 
     fn folio_split(_map: &Chunk, head: FolioRef, tail: Option<FolioRef>) {

@@ -20,6 +20,7 @@ use kernel::{
 
 mod bindings;
 mod devmem;
+mod exclusive;
 mod hmm;
 mod migrate;
 mod mirror;

@@ -72,6 +72,11 @@ void dmirror_unlock_page(struct page *page)
 	unlock_page(page);
 }
 
+bool dmirror_trylock_page(struct page *page)
+{
+	return trylock_page(page);
+}
+
 struct dev_pagemap *dmirror_page_pgmap(const struct page *page)
 {
 	return page_pgmap(page);

@@ -28,6 +28,7 @@ void dmirror_folio_put(struct folio *folio);
 void dmirror_put_page(struct page *page);
 void dmirror_lock_page(struct page *page);
 void dmirror_unlock_page(struct page *page);
+bool dmirror_trylock_page(struct page *page);
 struct dev_pagemap *dmirror_page_pgmap(const struct page *page);
 bool dmirror_is_device_private_page(const struct page *page);
 bool dmirror_is_device_coherent_page(const struct page *page);

@@ -12,17 +12,19 @@
 use crate::{
     bindings,
     devmem::{self, DmirrorDevice, HPAGE_PMD_NR},
+    exclusive::ExclusivePage,
     hmm::{self, HmmPfn, HmmRange},
     migrate::{Collected, VmaMigrateArgs},
     mirror_table::{MirrorTable, Tag},
     notifier::{IntervalNotifier, IntervalOps, Invalidation},
-    page::{mpfn, LockedFolio, LockedPage, NewPage, PageRef},
+    page::{mpfn, LockedPage, NewPage, PageRef},
+    pagemap::DeviceFault,
     uapi::{self, HmmDmirrorCmd, MemoryType, PageKind},
 };
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     ffi::c_void,
-    mm::{virt::VmaRef, Mm, MmWithUser},
+    mm::{Mm, MmWithUser},
     new_mutex,
     page::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
@@ -207,32 +209,16 @@ impl Mirror {
 
     /// PROJECT-ONLY test hook `HMM_DMIRROR_TEST_LOCK_PAGES` (not in the
     /// upstream ABI): takes a reference to and locks the page of each present
-    /// system page of the caller's range, until `TEST_UNLOCK_PAGES` or close.
-    /// `cpages` = pages locked.
+    /// system page of the caller's range whose lock is free, until
+    /// `TEST_UNLOCK_PAGES` or close. `cpages` = pages locked.
     pub(crate) fn test_lock_pages(&self, cmd: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = cmd_range(cmd)?;
         let mut locked = self.test_locked.lock();
         let mut addr = start;
         while addr < end {
-            let mut p: *mut bindings::page = core::ptr::null_mut();
-            // SAFETY: `p` has room for one page; GUP works on the caller's mm.
-            let n = unsafe { bindings::get_user_pages_fast(addr, 1, 0, &mut p) };
-            let page = if n == 1 {
-                // SAFETY: On success GUP returned a referenced memmap page.
-                unsafe { PageRef::from_raw(p) }
-            } else {
-                None
-            };
-            if let Some(page) = page {
-                if page.is_zone_device() || page.is_zero_page() {
-                    // SAFETY: We own the reference GUP took.
-                    unsafe { page.put() };
-                } else {
-                    // SAFETY: We own the reference GUP took and hand it over.
-                    let l = unsafe { LockedPage::lock_referenced(page) };
-                    locked.push(l, GFP_KERNEL)?;
-                    cmd.cpages += 1;
-                }
+            if let Some(page) = LockedPage::trylock_user_page(addr) {
+                locked.push(page, GFP_KERNEL)?;
+                cmd.cpages += 1;
             }
             addr += PAGE_SIZE;
         }
@@ -509,11 +495,8 @@ impl Mirror {
     }
 
     /// `dmirror_devmem_fault()`: the `migrate_to_ram` callback of every chunk.
-    pub(crate) fn devmem_fault(vmf: &mut bindings::vm_fault) -> bindings::vm_fault_t {
-        // SAFETY: `vmf->page` is the referenced, locked device page that faulted.
-        let Some(page) = (unsafe { PageRef::from_raw(vmf.page) }) else {
-            return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
-        };
+    pub(crate) fn devmem_fault(fault: &DeviceFault<'_>) -> bindings::vm_fault_t {
+        let page = fault.page();
         let folio = page.folio();
         // SAFETY: A device-private page of ours has its backing page in `zone_device_data`.
         let Some(rpage) = (unsafe { PageRef::from_raw(folio.zone_device_data().cast()) }) else {
@@ -528,15 +511,10 @@ impl Mirror {
         // (as in the C driver), so it is alive while its pages are on the device.
         let mirror = unsafe { &*mirror };
 
-        let mut order = folio.order();
-        if !vmf.pte.is_null() {
-            order = 0;
-        }
+        let order = if fault.pte_mapped() { 0 } else { folio.order() };
         let span = PAGE_SIZE << order;
-        let (vma_ptr, address) = (vmf.__bindgen_anon_1.vma, vmf.__bindgen_anon_1.address);
-        let start = address & !(span - 1);
-        // SAFETY: The fault path holds the mmap or VMA lock of `vma` during the callback.
-        let vma = unsafe { VmaRef::from_raw(vma_ptr) };
+        let start = fault.address() & !(span - 1);
+        let vma = fault.vma();
         let mut flags = mirror.select_device();
         if order != 0 {
             flags |= bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
@@ -546,7 +524,7 @@ impl Mirror {
             end: start + span,
             owner: mirror.owner(),
             flags,
-            fault_page: vmf.page,
+            fault_page: page.as_ptr(),
         };
         let mut c = match Collected::setup(vma, args) {
             Ok(c) => c,
@@ -959,26 +937,11 @@ impl DmirrorFile {
         let m = self.mirror();
         let mm = self.mmget().ok_or(EINVAL)?;
         {
-            let _guard = mm.mmap_read_lock();
+            let guard = mm.mmap_read_lock();
             let mut addr = start;
             while addr < end {
-                let mut folio: *mut bindings::folio = core::ptr::null_mut();
-                // SAFETY: The mm has a user reference and its mmap lock is held for read.
-                let page = unsafe {
-                    bindings::make_device_exclusive(
-                        mm.as_raw(),
-                        addr,
-                        core::ptr::null_mut(),
-                        &mut folio,
-                    )
-                };
-                let page = kernel::error::from_err_ptr(page)?;
-                // SAFETY: On success the folio is returned locked and referenced.
-                let folio = unsafe { crate::page::FolioRef::from_raw(folio) }.ok_or(EFAULT)?;
-                // SAFETY: We take over the lock and the reference.
-                let _locked = unsafe { LockedFolio::from_raw(folio) };
-                // SAFETY: `page` belongs to the locked, referenced folio.
-                let page = unsafe { PageRef::from_raw(page) }.ok_or(EFAULT)?;
+                let excl = ExclusivePage::make(&mm, &guard, addr)?;
+                let page = excl.page();
                 {
                     let _g = m.lock.lock();
                     m.table.store(addr >> PAGE_SHIFT, page, Tag::Atomic)?;

@@ -390,16 +390,31 @@ impl LockedPage {
         Some(Self(page))
     }
 
-    /// Locks a page the caller holds a reference to, taking over that reference.
-    ///
-    /// # Safety
-    ///
-    /// The caller must own one reference to `page` and give it up.
-    pub(crate) unsafe fn lock_referenced(page: PageRef) -> Self {
-        // SAFETY: The page is referenced, so it may be locked (this may sleep).
-        unsafe { bindings::dmirror_lock_page(page.as_ptr()) };
-        // INVARIANT: Locked above; the reference comes from the caller.
-        Self(page)
+    /// Pins (`get_user_pages_fast()`) and locks the page that backs the user
+    /// address `addr` of the current process, if it is present and is an
+    /// ordinary page: `None` for an unmapped or inaccessible address, the zero
+    /// page, ZONE_DEVICE pages and pages whose lock someone (the caller
+    /// included) already holds: it never sleeps on a page lock, so asking
+    /// twice for the same page cannot deadlock.
+    pub(crate) fn trylock_user_page(addr: usize) -> Option<Self> {
+        let mut p: *mut bindings::page = core::ptr::null_mut();
+        // SAFETY: `p` has room for the one page asked for; GUP validates `addr` in the
+        // current mm and reports failure through its return value.
+        let n = unsafe { bindings::get_user_pages_fast(addr, 1, 0, &mut p) };
+        if n != 1 {
+            return None;
+        }
+        // SAFETY: On success GUP stored a referenced memmap page.
+        let page = unsafe { PageRef::from_raw(p) }?;
+        let usable = !page.is_zone_device() && !page.is_zero_page();
+        // SAFETY: The page is referenced (by GUP), so its lock may be tried.
+        if !usable || !unsafe { bindings::dmirror_trylock_page(page.as_ptr()) } {
+            // SAFETY: We own the reference GUP took.
+            unsafe { page.put() };
+            return None;
+        }
+        // INVARIANT: Locked above; we own the reference GUP took.
+        Some(Self(page))
     }
 
     /// The page.

@@ -14,7 +14,7 @@ use crate::{
     bindings,
     page::{FolioRef, PageRef},
 };
-use kernel::{ffi::c_void, page::PAGE_SHIFT, prelude::*, types::Opaque};
+use kernel::{ffi::c_void, mm::virt::VmaRef, page::PAGE_SHIFT, prelude::*, types::Opaque};
 
 /// The memory type of a chunk.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -38,14 +38,49 @@ pub(crate) trait PagemapOps: Sized + Send + Sync {
     /// `folio_free`: the last reference to a device folio was dropped.
     fn folio_free(map: &DevPagemap<Self>, folio: FolioRef);
 
-    /// `migrate_to_ram`: a CPU fault on a device-private page. `vmf` is the
-    /// fault, whose page is locked and referenced.
-    fn migrate_to_ram(map: &DevPagemap<Self>, vmf: &mut bindings::vm_fault)
-        -> bindings::vm_fault_t;
+    /// `migrate_to_ram`: a CPU fault on a device-private page.
+    fn migrate_to_ram(map: &DevPagemap<Self>, fault: &DeviceFault<'_>) -> bindings::vm_fault_t;
 
     /// `folio_split`: `head` is being split, `tail` is a new tail folio or
     /// `None` at the end.
     fn folio_split(map: &DevPagemap<Self>, head: FolioRef, tail: Option<FolioRef>);
+}
+
+/// A CPU fault on a device-private page (the `struct vm_fault` that
+/// `migrate_to_ram` receives).
+///
+/// # Invariants
+///
+/// `vmf` is the fault being handled; `page` is its non-NULL `vmf->page`, locked
+/// and referenced by the fault path for the whole callback, during which
+/// `vmf->vma` is locked (mmap or per-VMA lock) and `vmf->address` is in it.
+pub(crate) struct DeviceFault<'a> {
+    vmf: &'a bindings::vm_fault,
+    page: PageRef,
+}
+
+impl DeviceFault<'_> {
+    /// The device page that faulted.
+    pub(crate) fn page(&self) -> PageRef {
+        self.page
+    }
+
+    /// The faulting user address.
+    pub(crate) fn address(&self) -> usize {
+        self.vmf.__bindgen_anon_1.address
+    }
+
+    /// Whether the page is mapped by a PTE (not by a PMD).
+    pub(crate) fn pte_mapped(&self) -> bool {
+        !self.vmf.pte.is_null()
+    }
+
+    /// The faulting VMA.
+    pub(crate) fn vma(&self) -> &VmaRef {
+        // SAFETY: By the type invariants the VMA is locked for the whole callback, which
+        // outlives `self`.
+        unsafe { VmaRef::from_raw(self.vmf.__bindgen_anon_1.vma) }
+    }
 }
 
 /// A registered device page map with its callback data.
@@ -232,15 +267,16 @@ impl<T: PagemapOps> DevPagemap<T> {
     unsafe extern "C" fn migrate_to_ram_callback(
         vmf: *mut bindings::vm_fault,
     ) -> bindings::vm_fault_t {
-        // SAFETY: The fault path passes a valid, exclusively used `vm_fault`.
-        let vmf = unsafe { &mut *vmf };
+        // SAFETY: The fault path passes a valid `vm_fault`, alive for the callback.
+        let vmf = unsafe { &*vmf };
         // SAFETY: `vmf->page` is the referenced device page that faulted.
         let Some(page) = (unsafe { PageRef::from_raw(vmf.page) }) else {
             return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
         };
         // SAFETY: The page is referenced, so its chunk is registered.
         let map = unsafe { Self::from_page(page) };
-        T::migrate_to_ram(map, vmf)
+        // INVARIANT: As the fault path guarantees for `migrate_to_ram`.
+        T::migrate_to_ram(map, &DeviceFault { vmf, page })
     }
 
     /// # Safety

@@ -11,7 +11,8 @@ Turns what scripts/run-vm.sh collected in OUT/<flavor>/ into results:
  - the expectations file: a listed known failure of the upstream C driver is
    shown as 'xfail' and does not fail the run; a test listed as too slow for
    a flavor (driver '*', 'timeout') is a skip when, and only when, it timed
-   out; anything else fails the run;
+   out; a test the plan excluded on a flavor ('exclude') is one skip row with
+   the reason; anything else fails the run;
  - a table with the drivers side by side, OUT/results.json, and the closing
    line 'N passed, N failed, N skipped' (known failures count as skipped).
 Exits 1 when anything failed unexpectedly or a guest crashed or hung.
@@ -37,7 +38,7 @@ TIMESTAMP = re.compile(r"^(<\d+>)?\[\s*\d+\.\d+\]\s?")
 
 
 def load_expectations(path):
-    """Lines: driver | flavor | suite | test (or kernel-log regex) | fail/skip/report/timeout | reason."""
+    """Lines: driver | flavor | suite | test (or kernel-log regex) | fail/skip/report/timeout/exclude | reason."""
     expectations = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -45,8 +46,12 @@ def load_expectations(path):
             if not line or line.startswith("#"):
                 continue
             fields = [x.strip() for x in line.split("|")]
-            if len(fields) != 6 or fields[4] not in ("fail", "skip", "report", "timeout"):
-                sys.exit(f"{path}:{number}: expected 'driver | flavor | suite | test | fail|skip|report|timeout | reason'")
+            if len(fields) != 6 or fields[4] not in ("fail", "skip", "report", "timeout", "exclude"):
+                sys.exit(
+                    f"{path}:{number}: expected 'driver | flavor | suite | test | fail|skip|report|timeout|exclude | reason'"
+                )
+            if fields[4] == "exclude" and fields[0] != "*":
+                sys.exit(f"{path}:{number}: 'exclude' applies to every driver: use driver '*'")
             expectations.append(dict(zip(("driver", "flavor", "suite", "test", "expect", "reason"), fields)))
     return expectations
 
@@ -178,6 +183,14 @@ def collect_flavor(out, flavor, expectations, problems):
         flavor_result["kernel_reports"].append(
             {"driver": driver, "line": line, "known": bool(known), "reason": known["reason"] if known else ""}
         )
+    # Tests the plan told a suite not to run (kselftest_harness -T): one skip row each.
+    for driver, suites in flavor_result["drivers"].items():
+        for e in expectations:
+            if e["expect"] != "exclude" or e["flavor"] not in ("*", flavor) or e["suite"] not in suites:
+                continue
+            tests = suites[e["suite"]]
+            if not any(t == e["test"] or t.endswith("." + e["test"]) for t in tests):
+                tests[e["test"] + " (every variant)"] = {"result": "skip", "reason": "not run here: " + e["reason"]}
     # Known failures and skips.
     for driver, suites in flavor_result["drivers"].items():
         for suite, tests in suites.items():
