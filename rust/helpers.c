@@ -154,16 +154,14 @@ bool dmirror_mmu_notifier_range_blockable(const struct mmu_notifier_range *range
 	return mmu_notifier_range_blockable(range);
 }
 
-void dmirror_memcpy_to_page(struct page *page, size_t offset, const char *from,
-			    size_t len)
+void dmirror_memcpy_page_to(struct page *page, const char *from)
 {
-	memcpy_to_page(page, offset, from, len);
+	memcpy_to_page(page, 0, from, PAGE_SIZE);
 }
 
-void dmirror_memcpy_from_page(char *to, struct page *page, size_t offset,
-			      size_t len)
+void dmirror_memcpy_page_from(char *to, struct page *page)
 {
-	memcpy_from_page(to, page, offset, len);
+	memcpy_from_page(to, page, 0, PAGE_SIZE);
 }
 
 void dmirror_copy_highpage(struct page *to, struct page *from)

@@ -12,7 +12,7 @@
 //! [`crate::page::LockedPage::into_migrate_pfn`]: the driver locks
 //! destination pages; entries carry no lock flag.
 
-use crate::bindings;
+use crate::{bindings, page::LockedPage};
 use core::marker::PhantomData;
 use kernel::{
     alloc::flags::GFP_KERNEL, error::to_result, ffi::c_void, mm::virt::VmaRef, page::PAGE_SHIFT,
@@ -134,8 +134,21 @@ impl<'a> Collected<'a> {
         }
     }
 
-    /// `migrate_vma_finalize()` without migrating (also what drop does).
-    pub(crate) fn finalize(self) {}
+    /// Gives up after the driver filled some dst entries: every destination
+    /// page there is unlocked and released and its entry cleared, then
+    /// `migrate_vma_finalize()` restores every source. (Finalizing with the
+    /// entries in place, as the C driver does when an allocation fails half
+    /// way, installs pages that were never migrated: a WARNING in
+    /// `migration_entry_wait()`, a hung task and bad rss counters.)
+    pub(crate) fn abandon(mut self) {
+        let (_, dst) = self.arrays();
+        for e in dst.iter_mut() {
+            // SAFETY: The driver fills dst entries only with `LockedPage::into_migrate_pfn`
+            // (plus flags), and the migration core has not seen them (no `pages()` ran).
+            drop(unsafe { LockedPage::from_migrate_pfn(*e) });
+            *e = 0;
+        }
+    }
 }
 
 impl Drop for Collected<'_> {

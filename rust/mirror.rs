@@ -27,6 +27,7 @@ use kernel::{
     mm::{Mm, MmWithUser},
     new_mutex,
     page::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
+    pr_warn_once,
     prelude::*,
     sync::{aref::ARef, Mutex, MutexGuard},
     time::{Delta, Instant, Monotonic},
@@ -58,22 +59,54 @@ unsafe impl Send for Mirror {}
 // SAFETY: As above.
 unsafe impl Sync for Mirror {}
 
-/// A bounce buffer (`struct dmirror_bounce`).
+/// A bounce buffer (`struct dmirror_bounce`) for `[addr, addr + size)`.
+///
+/// For reads it starts empty and `do_read` appends page after page (so it
+/// holds exactly the `cpages` pages read so far, never uninitialised bytes);
+/// for writes it is filled from user space first.
 struct Bounce {
     buf: KVVec<u8>,
     addr: usize,
+    size: usize,
     cpages: usize,
 }
 
 impl Bounce {
-    fn new(addr: usize, size: usize) -> Result<Self> {
+    /// An empty buffer with room for `size` bytes.
+    fn for_read(addr: usize, size: usize) -> Result<Self> {
+        Ok(Self {
+            buf: KVVec::with_capacity(size, GFP_KERNEL)?,
+            addr,
+            size,
+            cpages: 0,
+        })
+    }
+
+    /// `size` bytes copied from the user buffer at `ptr` (`EFAULT` if it is not readable).
+    fn from_user(addr: usize, size: usize, ptr: usize) -> Result<Self> {
         let mut buf = KVVec::with_capacity(size, GFP_KERNEL)?;
-        buf.resize(size, 0, GFP_KERNEL)?;
+        UserSlice::new(UserPtr::from_addr(ptr), size)
+            .reader()
+            .read_all(&mut buf, GFP_KERNEL)
+            .map_err(|_| EFAULT)?;
         Ok(Self {
             buf,
             addr,
+            size,
             cpages: 0,
         })
+    }
+
+    /// Copies the whole buffer to the user buffer at `ptr` (`EFAULT` if it is
+    /// not writable); only called once every page was read.
+    fn to_user(&self, ptr: usize) -> Result {
+        if self.buf.len() != self.size {
+            return Err(EINVAL);
+        }
+        UserSlice::new(UserPtr::from_addr(ptr), self.size)
+            .writer()
+            .write_slice(&self.buf)
+            .map_err(|_| EFAULT)
     }
 }
 
@@ -138,14 +171,15 @@ impl Mirror {
 
     /// `dmirror_do_read()`: copies mirrored pages into the bounce buffer.
     fn do_read(&self, _g: &MutexGuard<'_, ()>, start: usize, end: usize, b: &mut Bounce) -> Result {
-        let mut off = (start - b.addr) & PAGE_MASK;
+        // Reads resume where the last one stopped: the buffer holds the pages before `start`.
+        if b.buf.len() != ((start - b.addr) & PAGE_MASK) {
+            return Err(EINVAL);
+        }
         for pfn in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
             let (page, _) = self.table.load(pfn).ok_or(ENOENT)?;
-            let dst = b.buf.get_mut(off..off + PAGE_SIZE).ok_or(EINVAL)?;
             // SAFETY: The mirror mutex is held (`_g`), so the notifier cannot have let the
             // page go: the entry would have been erased first.
-            unsafe { page.read_into(dst) };
-            off += PAGE_SIZE;
+            unsafe { page.append_to(&mut b.buf) }?;
             b.cpages += 1;
         }
         Ok(())
@@ -165,7 +199,11 @@ impl Mirror {
                 Some((page, Tag::Write)) => page,
                 _ => return Err(ENOENT),
             };
-            let src = b.buf.get(off..off + PAGE_SIZE).ok_or(EINVAL)?;
+            let src: &[u8; PAGE_SIZE] = b
+                .buf
+                .get(off..off + PAGE_SIZE)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(EINVAL)?;
             // SAFETY: As in `do_read`.
             unsafe { page.write_from(src) };
             off += PAGE_SIZE;
@@ -179,7 +217,7 @@ impl Mirror {
         let first = range.start() >> PAGE_SHIFT;
         for (i, p) in range.pfns().enumerate() {
             if p.is_error() || !p.is_valid() {
-                pr_warn!("hmm_range_fault returned an invalid entry\n");
+                pr_warn_once!("hmm_range_fault returned an invalid entry\n");
             }
             let Some(page) = p.page() else {
                 self.table.erase(first + i);
@@ -197,7 +235,7 @@ impl Mirror {
             let tag = if p.is_write() {
                 Tag::Write
             } else if range.default_flags() & hmm::REQ_WRITE != 0 {
-                pr_warn!("write fault returned a read-only entry\n");
+                pr_warn_once!("write fault returned a read-only entry\n");
                 return Err(EFAULT);
             } else {
                 Tag::Read
@@ -266,7 +304,7 @@ impl Mirror {
             let spage = unsafe { PageRef::from_migrate_pfn(s) };
             if let Some(sp) = spage {
                 if sp.is_zone_device() {
-                    pr_warn!("page already in device spage pfn: 0x{:x}\n", sp.pfn());
+                    pr_warn_once!("page already in device spage pfn: 0x{:x}\n", sp.pfn());
                     i += 1;
                     continue;
                 }
@@ -397,6 +435,25 @@ impl Mirror {
         let mut addr = c.start();
         let (src, dst) = c.arrays();
         let n = src.len();
+        // First drop the entries of the pages that move, under the mutex: a READ copying
+        // from one of their backing pages finishes first, and none starts afterwards (the
+        // C driver erases without the mutex, so a READ can copy from a freed page).
+        {
+            let _g = self.lock.lock();
+            let first = addr >> PAGE_SHIFT;
+            for (k, &s) in src.iter().enumerate() {
+                if s & mpfn::MIGRATE != 0 {
+                    let nr = if s & mpfn::COMPOUND != 0 {
+                        HPAGE_PMD_NR
+                    } else {
+                        1
+                    };
+                    for j in 0..nr {
+                        self.table.erase(first + k + j);
+                    }
+                }
+            }
+        }
         let mut i = 0;
         let mut order: u32 = 0;
         while addr < end && i < n {
@@ -533,7 +590,7 @@ impl Mirror {
         };
         let ret = mirror.devmem_alloc_and_copy(&mut c);
         if ret != 0 {
-            c.finalize();
+            c.abandon();
             return ret;
         }
         // No device finalize step is needed: the table entries were erased above.
@@ -544,10 +601,15 @@ impl Mirror {
 
 impl IntervalOps for Mirror {
     fn invalidate(this: &Self, inv: &Invalidation<'_>) -> bool {
-        // Invalidations of our own migrations are handled by the migration.
-        if inv.is_migrate_by(this.owner()) {
-            return true;
-        }
+        // The table holds no page references: an entry must be gone, under the mutex and
+        // with the sequence bumped, before its page can be freed. Migrations of our own
+        // device are the exception, as in the C driver: their entries stay (a device page a
+        // migration to the device leaves alone stays mirrored) and the migration back to
+        // RAM drops the entries of the pages it moves under the mutex
+        // (`devmem_alloc_and_copy`). Unlike the C driver, their sequence is still bumped,
+        // so a READ that raced with one retries instead of mirroring a device page that
+        // has just been freed (found by dmirror_concurrency).
+        let own_migration = inv.is_migrate_by(this.owner());
         let _g = if inv.blockable() {
             this.lock.lock()
         } else {
@@ -557,8 +619,10 @@ impl IntervalOps for Mirror {
             }
         };
         inv.set_seq();
-        this.table
-            .erase_range(inv.start() >> PAGE_SHIFT, inv.end() >> PAGE_SHIFT);
+        if !own_migration {
+            this.table
+                .erase_range(inv.start() >> PAGE_SHIFT, inv.end() >> PAGE_SHIFT);
+        }
         true
     }
 }
@@ -682,7 +746,7 @@ impl DmirrorFile {
     pub(crate) fn read(&self, cmd: &mut HmmDmirrorCmd, unlocked: Option<usize>) -> Result {
         let (mut start, end) = cmd_range(cmd)?;
         let m = self.mirror();
-        let mut b = Bounce::new(start, end - start)?;
+        let mut b = Bounce::for_read(start, end - start)?;
         let ret = loop {
             let r = {
                 let g = m.lock.lock();
@@ -698,12 +762,7 @@ impl DmirrorFile {
             }
             cmd.faults += 1;
         };
-        let ret = ret.and_then(|()| {
-            UserSlice::new(UserPtr::from_addr(cmd.ptr as usize), b.buf.len())
-                .writer()
-                .write_slice(&b.buf)
-                .map_err(|_| EFAULT)
-        });
+        let ret = ret.and_then(|()| b.to_user(cmd.ptr as usize));
         cmd.cpages = b.cpages as u64;
         ret
     }
@@ -712,15 +771,7 @@ impl DmirrorFile {
     pub(crate) fn write(&self, cmd: &mut HmmDmirrorCmd) -> Result {
         let (mut start, end) = cmd_range(cmd)?;
         let m = self.mirror();
-        let mut b = Bounce::new(start, end - start)?;
-        if UserSlice::new(UserPtr::from_addr(cmd.ptr as usize), b.buf.len())
-            .reader()
-            .read_slice(&mut b.buf)
-            .is_err()
-        {
-            cmd.cpages = 0;
-            return Err(EFAULT);
-        }
+        let mut b = Bounce::from_user(start, end - start, cmd.ptr as usize)?;
         let ret = loop {
             let r = {
                 let g = m.lock.lock();
@@ -743,17 +794,12 @@ impl DmirrorFile {
     /// Reads `[start, end)` back from the table without faulting, into `ptr`.
     fn read_back(&self, cmd: &mut HmmDmirrorCmd, start: usize, end: usize) -> Result {
         let m = self.mirror();
-        let mut b = Bounce::new(start, end - start)?;
+        let mut b = Bounce::for_read(start, end - start)?;
         let r = {
             let g = m.lock.lock();
             m.do_read(&g, start, end, &mut b)
         };
-        let r = r.and_then(|()| {
-            UserSlice::new(UserPtr::from_addr(cmd.ptr as usize), b.buf.len())
-                .writer()
-                .write_slice(&b.buf)
-                .map_err(|_| EFAULT)
-        });
+        let r = r.and_then(|()| b.to_user(cmd.ptr as usize));
         cmd.cpages = b.cpages as u64;
         r
     }
@@ -822,7 +868,7 @@ impl DmirrorFile {
             };
             let mut c = Collected::setup(vma, args)?;
             if m.devmem_alloc_and_copy(&mut c) != 0 {
-                c.finalize();
+                c.abandon();
                 return Err(ENOMEM);
             }
             let done = c.pages();

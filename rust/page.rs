@@ -18,7 +18,7 @@
 
 use crate::bindings;
 use core::ptr::NonNull;
-use kernel::{ffi::c_void, page::PAGE_SIZE};
+use kernel::{ffi::c_void, page::PAGE_SIZE, prelude::*};
 
 /// A pointer to a `struct page`.
 ///
@@ -176,28 +176,35 @@ impl PageRef {
         unsafe { bindings::dmirror_clear_highpage(self.as_ptr()) }
     }
 
-    /// Copies the page into `dst`, which must be exactly one page.
+    /// Appends the page's contents to `buf` (one page, without zero-filling
+    /// `buf` first: the C driver's bounce buffer is uninitialised memory too).
     ///
     /// # Safety
     ///
     /// The page must stay allocated for the duration of the call.
-    pub(crate) unsafe fn read_into(self, dst: &mut [u8]) {
-        let len = dst.len().min(PAGE_SIZE);
-        // SAFETY: `dst` is valid for `len` bytes; the page is alive per the caller.
-        unsafe {
-            bindings::dmirror_memcpy_from_page(dst.as_mut_ptr().cast(), self.as_ptr(), 0, len)
+    pub(crate) unsafe fn append_to(self, buf: &mut KVVec<u8>) -> Result {
+        buf.reserve(PAGE_SIZE, GFP_KERNEL)?;
+        let dst = buf.spare_capacity_mut();
+        if dst.len() < PAGE_SIZE {
+            return Err(ENOMEM);
         }
+        // SAFETY: `dst` has room for `PAGE_SIZE` bytes (checked above); the page is alive
+        // per the caller; `memcpy_from_page` maps it for the copy.
+        unsafe { bindings::dmirror_memcpy_page_from(dst.as_mut_ptr().cast(), self.as_ptr()) };
+        // SAFETY: The `PAGE_SIZE` bytes after the current length were initialised above,
+        // within the capacity.
+        unsafe { buf.inc_len(PAGE_SIZE) };
+        Ok(())
     }
 
-    /// Copies `src`, at most one page, into the page.
+    /// Copies one page of data, `src`, into the page.
     ///
     /// # Safety
     ///
     /// The page must stay allocated for the duration of the call.
-    pub(crate) unsafe fn write_from(self, src: &[u8]) {
-        let len = src.len().min(PAGE_SIZE);
-        // SAFETY: `src` is valid for `len` bytes; the page is alive per the caller.
-        unsafe { bindings::dmirror_memcpy_to_page(self.as_ptr(), 0, src.as_ptr().cast(), len) }
+    pub(crate) unsafe fn write_from(self, src: &[u8; PAGE_SIZE]) {
+        // SAFETY: `src` is valid for `PAGE_SIZE` bytes; the page is alive per the caller.
+        unsafe { bindings::dmirror_memcpy_page_to(self.as_ptr(), src.as_ptr().cast()) }
     }
 }
 
