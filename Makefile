@@ -24,6 +24,9 @@ run: ## The main job: normal kernel, all drivers and suites, results table.
 check: lint ## The tests: lint, then every suite on the normal and the debug kernel.
 	FLAVORS="normal debug" $(SCRIPTS)/pipeline.sh
 
+stress: ## Reliability: fuzzer, fault injection, module cycling, long runs (debug kernel).
+	$(SCRIPTS)/stress.sh
+
 bench: ## Benchmark C vs Rust in one boot: table, out/bench/results.json and .png.
 	$(SCRIPTS)/bench.sh
 
@@ -57,4 +60,4 @@ lint: ## shellcheck the scripts.
 clean: ## Remove out/ (the cache outside the repository stays).
 	rm -rf out
 
-.PHONY: help run check bench toolchain kernel-source kernel module tests initramfs vm report lint clean
+.PHONY: help run check stress bench toolchain kernel-source kernel module tests initramfs vm report lint clean

@@ -140,10 +140,15 @@ SPM_ADDR_DEV1=0x110000000
 
 # Seconds a suite may run inside the guest before it is killed (TCG, debug
 # kernel included); its own harness times out single tests earlier.
+# STRESS=1 (scripts/stress.sh): the reliability suites' --long runs
+# (dmirror_fuzz 2 x 600 s of ioctls, dmirror_modcycle 100 cycles).
 suite_timeout() {
-	case "$1" in
-	hmm-tests) echo 1200 ;;
-	dmirror_bench) echo 900 ;;
+	case "${STRESS:-0}:$1" in
+	*:hmm-tests) echo 1200 ;;
+	*:dmirror_bench) echo 900 ;;
+	1:dmirror_fuzz) echo 1800 ;;
+	1:dmirror_modcycle) echo 2400 ;;
+	*:dmirror_modcycle) echo 1200 ;;
 	*) echo 600 ;;
 	esac
 }

@@ -183,10 +183,20 @@ def collect_flavor(out, flavor, expectations, problems):
         flavor_result["kernel_reports"].append(
             {"driver": driver, "line": line, "known": bool(known), "reason": known["reason"] if known else ""}
         )
-    # Tests the plan told a suite not to run (kselftest_harness -T): one skip row each.
+    # Tests the plan told a suite not to run (kselftest_harness -T), or whole
+    # suites it left out (test '*'): one skip row each.
     for driver, suites in flavor_result["drivers"].items():
         for e in expectations:
-            if e["expect"] != "exclude" or e["flavor"] not in ("*", flavor) or e["suite"] not in suites:
+            if e["expect"] != "exclude" or e["flavor"] not in ("*", flavor):
+                continue
+            if e["test"] == "*":
+                if driver in ("c", "rust"):
+                    suites.setdefault(e["suite"], {})["(whole suite)"] = {
+                        "result": "skip",
+                        "reason": "not run here: " + e["reason"],
+                    }
+                continue
+            if e["suite"] not in suites:
                 continue
             tests = suites[e["suite"]]
             if not any(t == e["test"] or t.endswith("." + e["test"]) for t in tests):
