@@ -17,7 +17,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 maybe_help "$0" "$@"
 
-DRIVERS=${DRIVERS:-c rust}
+DRIVERS=${DRIVERS:-rust c}
 COHERENT=${COHERENT:-1}
 
 build=$("$REPO_ROOT/scripts/kernel-build.sh")

@@ -27,7 +27,7 @@ maybe_help "$0" "$@"
 STRESS_SUITES=${STRESS_SUITES:-dmirror_fuzz dmirror_faultinject dmirror_modcycle}
 if [ -z "${DRIVERS:-}" ]; then
 	DRIVERS=c
-	[ -f "$REPO_ROOT/Kbuild" ] && DRIVERS="c rust"
+	[ -f "$REPO_ROOT/Kbuild" ] && DRIVERS="rust c"
 fi
 read -r -a drivers <<<"$DRIVERS"
 read -r -a suites <<<"$STRESS_SUITES"
