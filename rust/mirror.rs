@@ -886,7 +886,14 @@ impl DmirrorFile {
     /// `dmirror_mkentry()`.
     fn mkentry(m: &Mirror, p: HmmPfn) -> u8 {
         let kind = p.page().map(|page| {
-            if page.is_device_private() || page.is_device_coherent() {
+            // Most entries are system pages: one check rules out both device kinds.
+            if !page.is_zone_device() {
+                if page.is_zero_page() {
+                    PageKind::Zero
+                } else {
+                    PageKind::Other
+                }
+            } else if page.is_device_private() || page.is_device_coherent() {
                 let local = devmem::is_our_page(page)
                     // SAFETY: The page is a device page of our driver, referenced by the
                     // mapping the snapshot found (checked under the mirror mutex).
@@ -896,8 +903,6 @@ impl DmirrorFile {
                 } else {
                     PageKind::DeviceCoherent(local)
                 }
-            } else if page.is_zero_page() {
-                PageKind::Zero
             } else {
                 PageKind::Other
             }
@@ -916,16 +921,14 @@ impl DmirrorFile {
     /// `dmirror_range_snapshot()` for one window.
     fn range_snapshot(&self, mm: &MmWithUser, start: usize, end: usize, perm: &mut [u8]) -> Result {
         let m = self.mirror();
-        let notifier = KBox::pin_init(
-            IntervalNotifier::insert(
-                mm,
-                start,
-                end - start,
-                try_pin_init!(SnapshotState { mirror: m }? Error),
-            ),
-            GFP_KERNEL,
-        )?;
-        let mut range = HmmRange::new(&notifier, 0, m.owner());
+        // On the stack, as the C driver's: no allocation per window.
+        pin_init::stack_try_pin_init!(let notifier: IntervalNotifier<SnapshotState<'_>> =? IntervalNotifier::insert(
+            mm,
+            start,
+            end - start,
+            try_pin_init!(SnapshotState { mirror: m }? Error),
+        ));
+        let mut range = HmmRange::new(&*notifier, 0, m.owner());
         range.set_window(start, end);
         let t0 = Instant::<Monotonic>::now();
         let g = loop {
