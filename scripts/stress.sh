@@ -10,7 +10,9 @@
 #    (without and with THPs);
 #  - dmirror_faultinject --long: every fail_page_alloc/failslab round 5 times
 #    (the debug kernel has the fault-injection knobs);
-#  - dmirror_modcycle --long: 100 unload/load cycles with live users.
+#  - dmirror_modcycle --long: 100 unload/load cycles with live users;
+#  - dmirror_evict_race --long: 100 rounds of the eviction/munmap race of
+#    the suspected migrate_device_range() bug (README, "Kernel bugs found").
 # Every suite gets SUITE_ARGS="--long" (plus "--seed FUZZ_SEED" to replay a
 # fuzzer seed, printed in OUT/<flavor>/results/<driver>/dmirror_fuzz.tap;
 # the other programs ignore it); STRESS=1 gives them the longer guest
@@ -24,7 +26,7 @@ export KFLAVOR
 . "$(dirname "$0")/lib.sh"
 maybe_help "$0" "$@"
 
-STRESS_SUITES=${STRESS_SUITES:-dmirror_fuzz dmirror_faultinject dmirror_modcycle}
+STRESS_SUITES=${STRESS_SUITES:-dmirror_fuzz dmirror_faultinject dmirror_modcycle dmirror_evict_race}
 if [ -z "${DRIVERS:-}" ]; then
 	DRIVERS=c
 	[ -f "$REPO_ROOT/Kbuild" ] && DRIVERS="rust c"

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Device eviction racing munmap(): the window of a suspected mm bug (README,
+ * "Suspected kernel bug"). migrate_device_range(), which a driver uses to
+ * evict its device memory without knowing which mms map it, holds neither an
+ * mmap lock nor a reference on the anon_vma of the pages it unmaps, so a
+ * munmap() between its try_to_migrate() and the remove_migration_ptes() of
+ * migrate_device_finalize() can free the anon_vma that the rmap walk of the
+ * latter then dereferences.
+ *
+ * Each round: an anonymous buffer with an anon_vma of its own, between
+ * one-page regions with theirs (so that the slab page holding the buffer's
+ * anon_vma can become empty and be freed), is migrated to device 0 together
+ * with a 64 MiB ballast that keeps the eviction busy for seconds. Then the
+ * main thread closes a second mirror of device 0 (the release of both
+ * drivers evicts every device page with migrate_device_range()) while a
+ * second thread unmaps the buffer 10-60 % into the eviction, and then the
+ * one-page regions. The ballast must come back intact, and the kernel log
+ * must stay clean. Each round prints when the munmap landed.
+ *
+ *   dmirror_evict_race [--rounds N] [--long] [--seed N]
+ *
+ * Default 20 rounds, 100 with --long; a round takes 3-4 s on the debug
+ * kernel under TCG, so it runs in make stress (selftests/expectations.txt).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <time.h>
+
+#include "kselftest_harness.h"
+#include "dmirror_util.h"
+
+#define BUF_PAGES	16UL
+#define BALLAST_PAGES	(64UL << 20 >> 12)	/* 64 MiB of 4 KiB pages */
+#define NSMALL		256			/* one-page regions on each side */
+
+static unsigned int opt_rounds = 20;
+static unsigned int opt_seed;
+static int opt_seed_set;
+
+struct unmapper {
+	pthread_barrier_t go;
+	char *buf;
+	char **small;
+	unsigned int delay_us;
+	unsigned long buf_unmapped_us;	/* the buffer unmapped, from the barrier */
+	unsigned long unmapped_us;	/* all unmapped, from the barrier */
+};
+
+static unsigned long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000UL + ts.tv_nsec / 1000;
+}
+
+/* One anonymous page with its own anon_vma: a hole on each side. */
+static char *isolated_page(void)
+{
+	char *p = mmap(NULL, 3 * DM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	munmap(p, DM_PAGE_SIZE);
+	munmap(p + 2 * DM_PAGE_SIZE, DM_PAGE_SIZE);
+	p[DM_PAGE_SIZE] = 1;		/* anon_vma_prepare() */
+	return p + DM_PAGE_SIZE;
+}
+
+static void *unmap_thread(void *arg)
+{
+	struct unmapper *u = arg;
+	struct timespec ts = {
+		.tv_sec = u->delay_us / 1000000,
+		.tv_nsec = (u->delay_us % 1000000) * 1000L,
+	};
+
+	unsigned long t0;
+
+	pthread_barrier_wait(&u->go);
+	t0 = now_us();
+	nanosleep(&ts, NULL);
+	munmap(u->buf, BUF_PAGES * DM_PAGE_SIZE);
+	u->buf_unmapped_us = now_us() - t0;
+	for (int i = 0; i < 2 * NSMALL; i++)
+		munmap(u->small[i], DM_PAGE_SIZE);
+	u->unmapped_us = now_us() - t0;
+	return NULL;
+}
+
+FIXTURE(race) {
+};
+
+FIXTURE_SETUP(race)
+{
+}
+
+FIXTURE_TEARDOWN(race)
+{
+}
+
+/* 100 rounds take about 10 min on the debug kernel under TCG. */
+TEST_F_TIMEOUT(race, evict_vs_munmap, 1800)
+{
+	char *small[2 * NSMALL];
+	unsigned int seed = opt_seed_set ? opt_seed :
+		(unsigned int)time(NULL) ^ (unsigned int)getpid();
+	unsigned long last_evict_us = 1000000;	/* a guess for the first round */
+	char *ballast, *out;
+	int fd;
+
+	TH_LOG("seed %u (--seed %u replays it), %u rounds", seed, seed, opt_rounds);
+	fd = dm_open(0);
+	if (fd < 0)
+		SKIP(return, "/dev/hmm_dmirror0: %s (driver not loaded)", strerror(errno));
+	ballast = dm_map(BALLAST_PAGES, PROT_READ | PROT_WRITE, MADV_NOHUGEPAGE);
+	ASSERT_NE(NULL, ballast);
+	out = malloc(BALLAST_PAGES * DM_PAGE_SIZE);
+	ASSERT_NE(NULL, out);
+
+	for (unsigned int r = 0; r < opt_rounds; r++) {
+		struct unmapper u = { .small = small };
+		pthread_t t;
+		unsigned long t0, evict_us;
+		uint64_t cpages;
+		int fd2, i;
+
+		for (i = 0; i < NSMALL; i++)
+			ASSERT_NE(NULL, small[i] = isolated_page());
+		u.buf = mmap(NULL, (BUF_PAGES + 2) * DM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ASSERT_NE(MAP_FAILED, u.buf);
+		munmap(u.buf, DM_PAGE_SIZE);
+		munmap(u.buf + (BUF_PAGES + 1) * DM_PAGE_SIZE, DM_PAGE_SIZE);
+		u.buf += DM_PAGE_SIZE;
+		madvise(u.buf, BUF_PAGES * DM_PAGE_SIZE, MADV_NOHUGEPAGE);
+		dm_fill(u.buf, BUF_PAGES, r);
+		for (; i < 2 * NSMALL; i++)
+			ASSERT_NE(NULL, small[i] = isolated_page());
+
+		dm_fill(ballast, BALLAST_PAGES, r);
+		ASSERT_EQ(0, dm_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, ballast, out,
+				    BALLAST_PAGES, &cpages));
+		ASSERT_EQ(BALLAST_PAGES, cpages);
+		ASSERT_EQ(0, dm_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, u.buf, out,
+				    BUF_PAGES, &cpages));
+		ASSERT_EQ(BUF_PAGES, cpages);
+
+		fd2 = dm_open(0);
+		ASSERT_GE(fd2, 0);
+		/*
+		 * The munmap lands between 10 % and 60 % into the eviction (as
+		 * long as the last one took): after migrate_device_range() has
+		 * unmapped the buffer, well before migrate_device_finalize().
+		 */
+		u.delay_us = last_evict_us / 10 + rand_r(&seed) % (last_evict_us / 2 + 1);
+		ASSERT_EQ(0, pthread_barrier_init(&u.go, NULL, 2));
+		ASSERT_EQ(0, pthread_create(&t, NULL, unmap_thread, &u));
+		pthread_barrier_wait(&u.go);
+		t0 = now_us();
+		/* The release evicts every device page of device 0. */
+		close(fd2);
+		evict_us = now_us() - t0;
+		last_evict_us = evict_us;
+		pthread_join(t, NULL);
+		pthread_barrier_destroy(&u.go);
+
+		EXPECT_EQ(-1, dm_check(ballast, BALLAST_PAGES, r))
+			TH_LOG("round %u (delay %u us): ballast corrupted", r, u.delay_us);
+		TH_LOG("round %u: eviction %lu us; munmap of the buffer from %u to %lu us, of the rest until %lu us",
+		       r, evict_us, u.delay_us, u.buf_unmapped_us, u.unmapped_us);
+	}
+	close(fd);
+	munmap(ballast, BALLAST_PAGES * DM_PAGE_SIZE);
+	free(out);
+}
+
+int main(int argc, char **argv)
+{
+	char *hargv[argc + 1];
+	int hargc = 0;
+
+	hargv[hargc++] = argv[0];
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--long")) {
+			opt_rounds = 100;
+		} else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+			opt_rounds = strtoul(argv[++i], NULL, 0);
+		} else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
+			opt_seed = strtoul(argv[++i], NULL, 0);
+			opt_seed_set = 1;
+		} else {
+			hargv[hargc++] = argv[i];
+		}
+	}
+	hargv[hargc] = NULL;
+	return test_harness_run(hargc, hargv);
+}
