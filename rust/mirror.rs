@@ -922,12 +922,14 @@ impl DmirrorFile {
     fn range_snapshot(&self, mm: &MmWithUser, start: usize, end: usize, perm: &mut [u8]) -> Result {
         let m = self.mirror();
         // On the stack, as the C driver's: no allocation per window.
-        pin_init::stack_try_pin_init!(let notifier: IntervalNotifier<SnapshotState<'_>> =? IntervalNotifier::insert(
-            mm,
-            start,
-            end - start,
-            try_pin_init!(SnapshotState { mirror: m }? Error),
-        ));
+        pin_init::stack_try_pin_init!(
+            let notifier: IntervalNotifier<SnapshotState<'_>> =? IntervalNotifier::insert(
+                mm,
+                start,
+                end - start,
+                try_pin_init!(SnapshotState { mirror: m }? Error),
+            )
+        );
         let mut range = HmmRange::new(&*notifier, 0, m.owner());
         range.set_window(start, end);
         let t0 = Instant::<Monotonic>::now();
