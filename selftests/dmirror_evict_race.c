@@ -20,7 +20,7 @@
  *
  *   dmirror_evict_race [--rounds N] [--long] [--seed N]
  *
- * Default 20 rounds, 100 with --long; a round takes 3-4 s on the debug
+ * Default 20 rounds, 100 with --long; a round takes about 7 s on the debug
  * kernel under TCG, so it runs in make stress (selftests/expectations.txt).
  */
 #define _GNU_SOURCE
