@@ -55,16 +55,17 @@ static unsigned long now_us(void)
 	return ts.tv_sec * 1000000UL + ts.tv_nsec / 1000;
 }
 
-/* One anonymous page with its own anon_vma: a hole on each side. */
-static char *isolated_page(void)
+/* 'npages' anonymous pages with an anon_vma of their own: a hole on each side. */
+static char *isolated_range(unsigned long npages)
 {
-	char *p = mmap(NULL, 3 * DM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+	char *p = mmap(NULL, (npages + 2) * DM_PAGE_SIZE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED)
 		return NULL;
 	munmap(p, DM_PAGE_SIZE);
-	munmap(p + 2 * DM_PAGE_SIZE, DM_PAGE_SIZE);
+	munmap(p + (npages + 1) * DM_PAGE_SIZE, DM_PAGE_SIZE);
+	madvise(p + DM_PAGE_SIZE, npages * DM_PAGE_SIZE, MADV_NOHUGEPAGE);
 	p[DM_PAGE_SIZE] = 1;		/* anon_vma_prepare() */
 	return p + DM_PAGE_SIZE;
 }
@@ -76,7 +77,6 @@ static void *unmap_thread(void *arg)
 		.tv_sec = u->delay_us / 1000000,
 		.tv_nsec = (u->delay_us % 1000000) * 1000L,
 	};
-
 	unsigned long t0;
 
 	pthread_barrier_wait(&u->go);
@@ -101,7 +101,7 @@ FIXTURE_TEARDOWN(race)
 {
 }
 
-/* 100 rounds take about 10 min on the debug kernel under TCG. */
+/* 100 rounds take about 12 min on the debug kernel under TCG. */
 TEST_F_TIMEOUT(race, evict_vs_munmap, 1800)
 {
 	char *small[2 * NSMALL];
@@ -128,17 +128,11 @@ TEST_F_TIMEOUT(race, evict_vs_munmap, 1800)
 		int fd2, i;
 
 		for (i = 0; i < NSMALL; i++)
-			ASSERT_NE(NULL, small[i] = isolated_page());
-		u.buf = mmap(NULL, (BUF_PAGES + 2) * DM_PAGE_SIZE, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		ASSERT_NE(MAP_FAILED, u.buf);
-		munmap(u.buf, DM_PAGE_SIZE);
-		munmap(u.buf + (BUF_PAGES + 1) * DM_PAGE_SIZE, DM_PAGE_SIZE);
-		u.buf += DM_PAGE_SIZE;
-		madvise(u.buf, BUF_PAGES * DM_PAGE_SIZE, MADV_NOHUGEPAGE);
+			ASSERT_NE(NULL, small[i] = isolated_range(1));
+		ASSERT_NE(NULL, u.buf = isolated_range(BUF_PAGES));
 		dm_fill(u.buf, BUF_PAGES, r);
 		for (; i < 2 * NSMALL; i++)
-			ASSERT_NE(NULL, small[i] = isolated_page());
+			ASSERT_NE(NULL, small[i] = isolated_range(1));
 
 		dm_fill(ballast, BALLAST_PAGES, r);
 		ASSERT_EQ(0, dm_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, ballast, out,
