@@ -9,6 +9,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 maybe_help "$0" "$@"
+require_toolchain
 
 build=$("$REPO_ROOT/scripts/kernel-build.sh")
 mapfile -t make_vars < <(kernel_make_vars)

@@ -14,6 +14,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 maybe_help "$0" "$@"
+require_toolchain
 
 src=$("$REPO_ROOT/scripts/kernel-source.sh")
 build=$(kernel_build_dir)

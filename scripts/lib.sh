@@ -53,6 +53,19 @@ kernel_make_vars() {
 }
 export LIBCLANG_PATH=$LIBCLANG_DIR/clang/native
 
+# The steps that build (kernel, module, tests) need what scripts/toolchain.sh
+# installs; run alone on a fresh machine they stop here with the fix, not
+# halfway through a kernel config with "flex: not found".
+require_toolchain() {
+	local missing=() tool
+	for tool in flex bison /usr/bin/rustc "$BINDGEN_DIR/bin/bindgen"; do
+		command -v "$tool" >/dev/null || missing+=("$tool")
+	done
+	[ -d "$LIBCLANG_PATH" ] || missing+=("libclang $LIBCLANG_VERSION")
+	[ ${#missing[@]} -eq 0 ] ||
+		die "toolchain incomplete (missing: ${missing[*]}); run 'make toolchain' first ('make run' and 'make check' install it themselves)"
+}
+
 # Print the script's own header comment as its --help.
 # Convention: line 1 is the shebang, line 2 the SPDX tag, then the comment.
 usage_from_header() {
