@@ -24,7 +24,9 @@
  * kernel under TCG, so it runs in make stress (selftests/expectations.txt).
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <time.h>
 
 #include "kselftest_harness.h"
@@ -101,6 +103,30 @@ FIXTURE_TEARDOWN(race)
 {
 }
 
+/*
+ * The seed and each round also go to the kernel log (/dev/kmsg), next to an
+ * Oops they may cause: a guest that hangs there never reports its TAP.
+ */
+static void __printf(1, 2) kmsg(const char *fmt, ...)
+{
+	char line[160];
+	va_list ap;
+	int fd, len;
+
+	fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	len = snprintf(line, sizeof(line), "dmirror_evict_race: ");
+	va_start(ap, fmt);
+	len += vsnprintf(line + len, sizeof(line) - len, fmt, ap);
+	va_end(ap);
+	if (len < (int)sizeof(line) - 1)
+		line[len++] = '\n';
+	if (write(fd, line, len) < 0)
+		fprintf(stderr, "# /dev/kmsg: %s\n", strerror(errno));
+	close(fd);
+}
+
 /* 100 rounds take about 12 min on the debug kernel under TCG. */
 TEST_F_TIMEOUT(race, evict_vs_munmap, 1800)
 {
@@ -112,6 +138,8 @@ TEST_F_TIMEOUT(race, evict_vs_munmap, 1800)
 	int fd;
 
 	TH_LOG("seed %u (--seed %u replays it), %u rounds", seed, seed, opt_rounds);
+	kmsg("seed %u (--seed replays it), %u rounds, driver %s", seed, opt_rounds,
+	     getenv("HMM_DRIVER") ?: "?");
 	fd = dm_open(0);
 	if (fd < 0)
 		SKIP(return, "/dev/hmm_dmirror0: %s (driver not loaded)", strerror(errno));
@@ -150,6 +178,7 @@ TEST_F_TIMEOUT(race, evict_vs_munmap, 1800)
 		 * unmapped the buffer, well before migrate_device_finalize().
 		 */
 		u.delay_us = last_evict_us / 10 + rand_r(&seed) % (last_evict_us / 2 + 1);
+		kmsg("round %u: munmap %u us into the eviction", r, u.delay_us);
 		ASSERT_EQ(0, pthread_barrier_init(&u.go, NULL, 2));
 		ASSERT_EQ(0, pthread_create(&t, NULL, unmap_thread, &u));
 		pthread_barrier_wait(&u.go);

@@ -180,6 +180,48 @@ static void drain_lru(void)
 	close(fd);
 }
 
+static int read_u64(const char *path, uint64_t index, uint64_t *v)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int ok;
+
+	if (fd < 0)
+		return -1;
+	ok = pread(fd, v, sizeof(*v), index * sizeof(*v)) == sizeof(*v);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/*
+ * Print the pages of [buf, +n) that a migration to the device left in system
+ * memory (present in /proc/self/pagemap), at most four, with their kernel
+ * page flags (/proc/kpageflags bits: 0 locked, 5 lru, 12 anon, 22 thp) and
+ * map count, so that a failure says why migrate_vma refused them.
+ */
+static void explain_left_behind(const char *buf, unsigned long n)
+{
+	unsigned long shown = 0, left = 0;
+
+	for (unsigned long i = 0; i < n; i++) {
+		uint64_t e, pfn, flags = 0, count = 0;
+
+		if (read_u64("/proc/self/pagemap", (uintptr_t)buf / DM_PAGE_SIZE + i, &e) ||
+		    !(e >> 63 & 1))
+			continue;
+		left++;
+		if (shown++ >= 4)
+			continue;
+		pfn = e & ((1ULL << 55) - 1);
+		read_u64("/proc/kpageflags", pfn, &flags);
+		read_u64("/proc/kpagecount", pfn, &count);
+		fprintf(stderr, "# page %lu left in system memory: pfn %#llx kpageflags %#llx (locked %d lru %d thp %d) mapcount %llu\n",
+			i, (unsigned long long)pfn, (unsigned long long)flags,
+			(int)(flags & 1), (int)(flags >> 5 & 1), (int)(flags >> 22 & 1),
+			(unsigned long long)count);
+	}
+	fprintf(stderr, "# %lu of %lu pages left in system memory\n", left, n);
+}
+
 /* Pattern index of a buffer page: its virtual page number, mod 2^16. */
 static unsigned long page_index(const char *buf, unsigned long i)
 {
@@ -213,10 +255,14 @@ static int migrate(int dev, char *buf, unsigned long n, unsigned long gen, char 
 		drain_lru();
 		usleep(10000);
 	}
+	if (ret == -ENOENT)
+		explain_left_behind(buf, n);
 	if (ret)
 		return 20 + -ret;
-	if (cpages != n)
+	if (cpages != n) {
+		explain_left_behind(buf, n);
 		return 3;
+	}
 	for (unsigned long i = 0; i < n; i++)
 		if (!dm_page_is(out + i * DM_PAGE_SIZE, page_index(buf, i), gen))
 			return 4;
