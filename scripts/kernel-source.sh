@@ -76,6 +76,10 @@ apply_patches() {
 				die "patch does not apply (patch -p1): $p; see the rejects in $copy"
 		fi
 	done
+	# The booted kernel's release (uname -r, in the report and results.json)
+	# then names the patched copy: 7.3.4-hmm-<key of the copy>.
+	printf -- '-hmm-%s\n' "$(basename "$(dirname "$dest")" | sed 's/^patched-//' | cut -c1-8)" \
+		>"$copy/localversion-hmm-patches"
 	touch "$copy/.hmm-patched"
 	rm -rf "$dest"
 	mv "$copy" "$dest"

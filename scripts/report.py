@@ -249,7 +249,8 @@ def print_table(flavor, fr):
             for test in tests:
                 rows.setdefault((suite, test), {})[driver] = tests[test]
     width = max([len(f"{s} {t}") for s, t in rows] + [10])
-    print(f"\n== {flavor} kernel ({fr['accelerator']}, guest {fr['guest']}) ==")
+    release = "".join(f" {k.removeprefix('kernel ')}" for k in fr["kernel"])
+    print(f"\n== {flavor} kernel{release} ({fr['accelerator']}, guest {fr['guest']}) ==")
     print(f"{'test':<{width}}  " + "  ".join(f"{d:>6}" for d in drivers))
     for (suite, test), per in sorted(rows.items()):
         cells = "  ".join(f"{SYMBOL[per[d]['result']] if d in per else '-':>6}" for d in drivers)

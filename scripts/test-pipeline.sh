@@ -55,7 +55,10 @@ check ksrc_is_used ksrc_is_used
 patched=
 patch_applies() {
 	patched=$(KSRC=$tree PATCHES=$work/printk.patch "$source_script")
-	grep -q 'patched by hmm-dmirror-rs' "$patched/lib/test_hmm.c"
+	grep -q 'patched by hmm-dmirror-rs' "$patched/lib/test_hmm.c" &&
+		# the kernel release of a patched build names the copy
+		grep -qx -- "-hmm-$(basename "$(dirname "$patched")" | cut -c9-16)" \
+			"$patched/localversion-hmm-patches"
 }
 check patch_applies_to_copy patch_applies
 
