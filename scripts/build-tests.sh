@@ -21,11 +21,16 @@ bin=$OUT/$KFLAVOR/bin
 mkdir -p "$bin"
 
 # 'make headers' leaves the sanitised UAPI headers in <build>/usr/include
-# (headers_install would only copy them, with rsync).
-if [ ! -f "$hdr/.done" ] || [ -n "$KSRC" ]; then
-	run_logged "$build/logs/headers.log" make -C "$src" O="$build" headers
-	touch "$hdr/.done"
-fi
+# (headers_install would only copy them, with rsync). The build folder is
+# shared: under its lock (scripts/kernel-build.sh), as two runs at once
+# broke each other's 'make headers'.
+(
+	flock 9
+	if [ ! -f "$hdr/.done" ] || [ -n "$KSRC" ]; then
+		run_logged "$build/logs/headers.log" make -C "$src" O="$build" headers
+		touch "$hdr/.done"
+	fi
+) 9>"$build.lock"
 
 mm=$src/tools/testing/selftests/mm
 log "building upstream hmm-tests"
