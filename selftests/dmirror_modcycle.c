@@ -19,8 +19,9 @@
  *  4. rmmod succeeds while the workers are alive (the driver evicts what
  *     is left at unload) and every worker reads all its data back intact;
  *  5. insmod with the same parameters; each worker migrates its buffer to
- *     the other device of the new module instance, checks the read-back,
- *     migrates it back, checks the data and exits.
+ *     the other device of the new module instance and checks the read-back;
+ *  6. then (all of them, so that no close evicts a device under another's
+ *     migration) each migrates it back, checks the data, closes and exits.
  * At the end the module is loaded again (the pipeline's own rmmod follows).
  * Printed: cycles run, data mismatches, device entries left after close.
  *
@@ -57,7 +58,7 @@
 
 static unsigned int opt_cycles = 50;
 
-enum { CMD_CLOSE = 1, CMD_VERIFY, CMD_AGAIN };
+enum { CMD_CLOSE = 1, CMD_VERIFY, CMD_AGAIN, CMD_BACK };
 
 /* What a worker reports for each step: 0 or an error code, and a count. */
 struct report {
@@ -222,6 +223,35 @@ static void explain_left_behind(const char *buf, unsigned long n)
 	fprintf(stderr, "# %lu of %lu pages left in system memory\n", left, n);
 }
 
+/*
+ * The pages of [buf, +n) that the mirror behind fd has no entry for: a
+ * one-page MIGRATE_TO_DEV of a page already on the device migrates nothing
+ * and its read-back fails with -ENOENT exactly then. Printed with what
+ * SNAPSHOT says of them (0x20 private here, 0x30 private elsewhere).
+ */
+static void explain_holes(int fd, char *buf, unsigned long n, char *out)
+{
+	unsigned char *snap = malloc(n);
+	unsigned long holes = 0;
+	uint64_t cpages;
+
+	if (!snap || dm_cmd(fd, HMM_DMIRROR_SNAPSHOT, buf, snap, n, NULL)) {
+		fprintf(stderr, "# SNAPSHOT failed\n");
+		free(snap);
+		return;
+	}
+	for (unsigned long i = 0; i < n; i++) {
+		if (dm_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf + i * DM_PAGE_SIZE, out, 1,
+			   &cpages) != -ENOENT)
+			continue;
+		if (holes++ < 4)
+			fprintf(stderr, "# page %lu not mirrored: snapshot %#x, migrated now %llu\n",
+				i, snap[i], (unsigned long long)cpages);
+	}
+	fprintf(stderr, "# %lu of %lu pages not mirrored\n", holes, n);
+	free(snap);
+}
+
 /* Pattern index of a buffer page: its virtual page number, mod 2^16. */
 static unsigned long page_index(const char *buf, unsigned long i)
 {
@@ -255,8 +285,10 @@ static int migrate(int dev, char *buf, unsigned long n, unsigned long gen, char 
 		drain_lru();
 		usleep(10000);
 	}
-	if (ret == -ENOENT)
+	if (ret == -ENOENT) {
 		explain_left_behind(buf, n);
+		explain_holes(*fdp, buf, n, out);
+	}
 	if (ret)
 		return 20 + -ret;
 	if (cpages != n) {
@@ -338,6 +370,10 @@ static void worker(int w, unsigned long gen, int cmd_fd, int rep_fd)
 	if (wait_cmd(cmd_fd) != CMD_AGAIN)
 		_exit(94);
 	ret = migrate(w == 1 ? 0 : 1, buf, WORKER_PAGES, gen, out, &fd0);
+	reply(rep_fd, ret, 0);
+
+	if (wait_cmd(cmd_fd) != CMD_BACK)
+		_exit(95);
 	if (!ret && dm_cmd(fd0, HMM_DMIRROR_MIGRATE_TO_SYS, buf, NULL, WORKER_PAGES, NULL))
 		ret = 5;
 	if (!ret && mismatches(buf, WORKER_PAGES, gen))
@@ -462,13 +498,33 @@ TEST_F_TIMEOUT(mc, unload_with_live_users, 3000)
 						     r.count);
 			st.mismatches += r.count;
 		}
-		/* 5. Reload; migrate to the new instance; exit on the device. */
+		/*
+		 * 5. Reload; migrate to the new instance. Everyone has migrated
+		 * before anyone migrates back and closes: a last close evicts
+		 * the whole device, and an eviction racing another worker's
+		 * migration can take one of its pages just after that
+		 * migration's finalize unlocked it, erase its mirror entry (the
+		 * eviction's MMU_NOTIFY_CLEAR) and put it back when the
+		 * migration's reference is still there: the page stays on the
+		 * device, unmirrored, and the read-back (which does not fault,
+		 * as in lib/test_hmm.c) fails with -ENOENT. Seen on the debug
+		 * kernel in 2-9 of 50 cycles, worker 2 sharing device 1 with
+		 * worker 0.
+		 */
 		ASSERT_EQ(0, do_insmod()) TH_LOG("cycle %u: insmod failed", c);
 		ASSERT_EQ(0, send_all(cmd, CMD_AGAIN));
 		for (w = 0; w < NWORKERS; w++) {
 			ASSERT_EQ((ssize_t)sizeof(r), read(rep[w], &r, sizeof(r)));
 			EXPECT_EQ(0, r.code) TH_LOG("cycle %u worker %d: migrate after reload %d",
 						    c, w, r.code);
+			st.errors += r.code != 0;
+		}
+		/* 6. Back to system memory, checked, closed; exit. */
+		ASSERT_EQ(0, send_all(cmd, CMD_BACK));
+		for (w = 0; w < NWORKERS; w++) {
+			ASSERT_EQ((ssize_t)sizeof(r), read(rep[w], &r, sizeof(r)));
+			EXPECT_EQ(0, r.code) TH_LOG("cycle %u worker %d: migrate back %d", c, w,
+						    r.code);
 			st.errors += r.code != 0;
 			ASSERT_EQ(pid[w], waitpid(pid[w], &status, 0));
 			EXPECT_EQ(0, status);
