@@ -21,7 +21,7 @@ use crate::{
     pagemap::DeviceFault,
     uapi::{self, HmmDmirrorCmd, MemoryType, PageKind},
 };
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use kernel::{
     ffi::c_void,
     mm::{Mm, MmWithUser},
@@ -30,6 +30,7 @@ use kernel::{
     pr_warn_once,
     prelude::*,
     sync::{aref::ARef, Mutex, MutexGuard},
+    task::Task,
     time::{Delta, Instant, Monotonic},
     uaccess::{UserPtr, UserSlice},
 };
@@ -48,6 +49,10 @@ pub(crate) struct Mirror {
     #[pin]
     table: MirrorTable,
     flags: AtomicU64,
+    /// The task inside a migration ioctl of this very mirror, or null: only its
+    /// own-device `MMU_NOTIFY_MIGRATE` invalidations leave the table alone (see
+    /// the interval notifier's `invalidate`).
+    migrating: AtomicPtr<bindings::task_struct>,
     /// Pages locked by the PROJECT-ONLY `TEST_LOCK_PAGES` hook.
     #[pin]
     test_locked: Mutex<KVec<LockedPage>>,
@@ -58,6 +63,22 @@ pub(crate) struct Mirror {
 unsafe impl Send for Mirror {}
 // SAFETY: As above.
 unsafe impl Sync for Mirror {}
+
+/// The current task migrating through a mirror (see `Mirror::migrating`).
+struct MigratingGuard<'a> {
+    mirror: &'a Mirror,
+    marked: bool,
+}
+
+impl Drop for MigratingGuard<'_> {
+    fn drop(&mut self) {
+        if self.marked {
+            self.mirror
+                .migrating
+                .store(core::ptr::null_mut(), Ordering::Release);
+        }
+    }
+}
 
 /// A bounce buffer (`struct dmirror_bounce`) for `[addr, addr + size)`.
 ///
@@ -128,8 +149,30 @@ impl Mirror {
             lock <- new_mutex!(()),
             table <- MirrorTable::new(),
             flags: AtomicU64::new(0),
+            migrating: AtomicPtr::new(core::ptr::null_mut()),
             test_locked <- new_mutex!(KVec::new()),
         })
+    }
+
+    /// Marks the current task as migrating through this mirror until the guard
+    /// drops. A second task migrating through the same descriptor at the same
+    /// time is not marked: its migrations erase this table's entries like any
+    /// other invalidation (safe; a read-back may then miss pages, `ENOENT`).
+    fn migrating(&self) -> MigratingGuard<'_> {
+        let me = Task::current_raw();
+        let marked = self
+            .migrating
+            .compare_exchange(
+                core::ptr::null_mut(),
+                me,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        MigratingGuard {
+            mirror: self,
+            marked,
+        }
     }
 
     /// The device this file was opened on.
@@ -608,8 +651,13 @@ impl IntervalOps for Mirror {
         // RAM drops the entries of the pages it moves under the mutex
         // (`devmem_alloc_and_copy`). Unlike the C driver, their sequence is still bumped,
         // so a READ that raced with one retries instead of mirroring a device page that
-        // has just been freed (found by dmirror_concurrency).
-        let own_migration = inv.is_migrate_by(this.owner());
+        // has just been freed (found by dmirror_concurrency). And unlike the C driver, only
+        // the mirror that migrates keeps its entries: another descriptor of the same device
+        // in the same mm gets the same `owner` in the event, but nothing drops its entries
+        // for it, so they would go on pointing at the old pages once those are freed (a
+        // READ through it returned such a page's new contents: found by dmirror_fuzz).
+        let own_migration = inv.is_migrate_by(this.owner())
+            && core::ptr::eq(this.migrating.load(Ordering::Acquire), Task::current_raw());
         let _g = if inv.blockable() {
             this.lock.lock()
         } else {
@@ -810,6 +858,7 @@ impl DmirrorFile {
         let m = self.mirror();
         let mm = self.mmget().ok_or(EINVAL)?;
         {
+            let _migrating = m.migrating();
             let guard = mm.mmap_read_lock();
             let mut addr = start;
             while addr < end {
@@ -848,6 +897,7 @@ impl DmirrorFile {
         let m = self.mirror();
         let mm = self.mmget().ok_or(EINVAL)?;
         cmd.cpages = 0;
+        let _migrating = m.migrating();
         let guard = mm.mmap_read_lock();
         let mut addr = start;
         while addr < end {
