@@ -40,7 +40,11 @@ plan=$root/etc/hmm-plan
 for driver in $DRIVERS; do
 	case "$driver" in
 	c) ko=$build/lib/test_hmm.ko ;;
-	rust) ko=$("$REPO_ROOT/scripts/build-module.sh") ;;
+	rust)
+		grep -qx 'CONFIG_RUST=y' "$build/.config" ||
+			die "the $KFLAVOR kernel has no Rust (qemu/kernel-$KFLAVOR.config); run it with DRIVERS=c"
+		ko=$("$REPO_ROOT/scripts/build-module.sh")
+		;;
 	*) die "unknown driver '$driver' (known: c rust)" ;;
 	esac
 	[ -f "$ko" ] || die "module not found: $ko"
@@ -74,7 +78,8 @@ for suite in $SUITES; do
 		{ for (i = 1; i <= NF; i++) gsub(/^[[:space:]]+|[[:space:]]+$/, "", $i) }
 		$5 == "exclude" && ($2 == "*" || $2 == flavor) && $3 == suite && $4 != "*" { printf " -T %s", $4 }
 		' "$REPO_ROOT/selftests/expectations.txt")
-	echo "suite $suite $(suite_timeout "$suite") /bin/$suite${excluded} ${SUITE_ARGS:-}" >>"$plan"
+	args=$(suite_args "$suite")
+	echo "suite $suite $(suite_timeout "$suite") /bin/$suite${excluded}${args:+ $args} ${SUITE_ARGS:-}" >>"$plan"
 done
 
 image=$OUT/$KFLAVOR/initramfs.cpio.gz

@@ -88,7 +88,8 @@ maybe_help() {
 #
 # KSRC: a user's own kernel tree (default: Debian's linux-source package,
 # unpacked into the cache). PATCHES: space-separated patch files applied, in
-# order, to a copy of that tree. KFLAVOR: normal or debug (config fragment).
+# order, to a copy of that tree. KFLAVOR: normal, debug or kasan (C only)
+# (config fragment qemu/kernel-$KFLAVOR.config on top of qemu/kernel.config).
 KSRC=${KSRC:-}
 PATCHES=${PATCHES:-}
 KFLAVOR=${KFLAVOR:-normal}
@@ -164,5 +165,15 @@ suite_timeout() {
 	1:dmirror_evict_race) echo 1800 ;;
 	*:dmirror_modcycle) echo 1200 ;;
 	*) echo 600 ;;
+	esac
+}
+
+# Arguments of a suite in the test command by flavor, before SUITE_ARGS: the
+# reliability programs run shorter on the debug kernel under TCG (make
+# stress, STRESS=1, runs their --long settings instead).
+suite_args() {
+	case "${STRESS:-0}:$KFLAVOR:$1" in
+	0:debug:dmirror_modcycle) echo "--cycles 5" ;;
+	0:*:dmirror_fuzz) echo "--time 20" ;;
 	esac
 }
