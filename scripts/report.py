@@ -145,6 +145,7 @@ def collect_flavor(out, flavor, expectations, problems):
         "config": os.path.join(base, "kernel.config"),
         "drivers": {},
         "kernel_reports": [],
+        "seconds": {},
     }
     if status != "finished":
         problems.append(f"{flavor}: guest {status} (see {base}/console.log)")
@@ -169,6 +170,9 @@ def collect_flavor(out, flavor, expectations, problems):
                     suites.setdefault("module", {})[suite] = {"result": "pass"}
                 continue
             suites[suite] = parse_suite(os.path.join(ddir, entry), rc)
+            secs = read(os.path.join(ddir, suite + ".secs"), "").strip()
+            if secs.isdigit():
+                flavor_result["seconds"].setdefault(driver, {})[suite] = int(secs)
         flavor_result["drivers"][driver] = suites
     # The guest's full dmesg when it finished, else whatever reached the console.
     log = os.path.join(base, "dmesg.txt")
@@ -263,6 +267,10 @@ def print_table(flavor, fr):
         tag = "known" if known else "REPORT"
         times = f" (x{count})" if count > 1 else ""
         print(f"kernel log [{tag}] ({driver}): {line}{times}")
+    for driver, per in sorted(fr["seconds"].items()):
+        total = sum(per.values())
+        each = ", ".join(f"{suite} {secs}" for suite, secs in per.items())
+        print(f"seconds per suite ({driver}, {total} s in all): {each}")
 
 
 def main():

@@ -30,6 +30,8 @@ channel=$dir/channel.log
 # ring lost the driver markers under a flood of C-driver WARNINGs).
 cmdline="console=ttyS0 panic=-1 loglevel=6 log_buf_len=16M memmap=$SPM_RESERVE"
 [ "$KFLAVOR" != debug ] || cmdline+=" kfence.sample_interval=10"
+# Every KASAN report, not only the first one.
+[ "$KFLAVOR" != kasan ] || cmdline+=" kasan_multi_shot"
 
 # Starts QEMU in the background; sets qemu_pid.
 start_qemu() {
@@ -101,7 +103,9 @@ rm -rf "$results"
 mkdir -p "$results"
 tr -d '\r' <"$channel" | awk -v dir="$results" '
 	/^@@BEGIN / { file = dir "/" $2 "/" $3 ".tap"; system("mkdir -p " dir "/" $2); printf "" > file; next }
-	/^@@END /   { print $4 > (dir "/" $2 "/" $3 ".rc"); close(file); file = ""; next }
+	/^@@END /   { print $4 > (dir "/" $2 "/" $3 ".rc"); close(file); file = ""
+	              if ($5 ~ /^secs=/) { t = dir "/" $2 "/" $3 ".secs"; print substr($5, 6) > t; close(t) }
+	              next }
 	/^@@INFO /  { sub(/^@@INFO /, ""); print > (dir "/info.txt"); next }
 	/^@@/       { next }
 	file != ""  { print > file }
