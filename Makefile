@@ -14,7 +14,7 @@ SCRIPTS := $(CURDIR)/scripts
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo
-	@echo "Variables: KSRC=/path/to/linux  PATCHES=\"a.patch b.mbox\"  KFLAVOR=normal|debug"
+	@echo "Variables: KSRC=/path/to/linux  PATCHES=\"a.patch b.mbox\"  KFLAVOR=normal|debug|kasan"
 	@echo "           DRIVERS=\"c rust\"  SUITES=\"hmm-tests dmirror_abi\"  ACCEL=auto|kvm|tcg"
 	@echo "           HMM_CACHE (default ~/.cache/hmm-dmirror-rs)  OUT (default ./out)"
 
@@ -29,6 +29,9 @@ stress: ## Reliability: fuzzer, fault injection, module cycling, long runs (debu
 
 bench: ## Benchmark C vs Rust in one boot: table, out/bench/results.json and .png.
 	$(SCRIPTS)/bench.sh
+
+repro: ## Reproduce the migrate_device_range() anon_vma use-after-free (KASAN), stock vs fixed.
+	$(SCRIPTS)/repro-anon-vma.sh
 
 toolchain: ## Install rustc-web, bindgen, libclang, qemu, build deps (idempotent).
 	$(SCRIPTS)/toolchain.sh
@@ -60,4 +63,4 @@ lint: ## shellcheck the scripts.
 clean: ## Remove out/ (the cache outside the repository stays).
 	rm -rf out
 
-.PHONY: help run check stress bench toolchain kernel-source kernel module tests initramfs vm report lint clean
+.PHONY: help run check stress bench repro toolchain kernel-source kernel module tests initramfs vm report lint clean

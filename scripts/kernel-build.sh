@@ -48,8 +48,21 @@ fi
 
 # Every option the fragments ask for must really be set (or unset) now:
 # a dependency Kconfig could not satisfy would otherwise vanish silently.
-bad=0
+# A later fragment overrides an earlier one, as in merge_config.sh.
+declare -A wanted=()
+order=()
 while IFS= read -r line; do
+	case "$line" in
+	CONFIG_*=*) opt=${line%%=*} ;;
+	"# CONFIG_"*" is not set") opt=${line#\# } opt=${opt%% *} ;;
+	*) continue ;;
+	esac
+	[ -n "${wanted[$opt]+set}" ] || order+=("$opt")
+	wanted[$opt]=$line
+done < <(cat "${fragments[@]}")
+bad=0
+for opt in "${order[@]}"; do
+	line=${wanted[$opt]}
 	case "$line" in
 	CONFIG_*=*)
 		grep -qxF "$line" "$build/.config" || {
@@ -67,7 +80,7 @@ while IFS= read -r line; do
 		fi
 		;;
 	esac
-done < <(cat "${fragments[@]}")
+done
 [ "$bad" -eq 0 ] || die "the kernel config lacks options the fragments require (see above)"
 
 run_logged "$logs/rustavailable.log" kmake rustavailable
