@@ -610,6 +610,9 @@ impl Mirror {
         // mirror's release evicts every chunk of its device before the mirror is freed
         // (as in the C driver), so it is alive while its pages are on the device.
         let mirror = unsafe { &*mirror };
+        // The mirror that owns the page migrates it back (and drops its entries in
+        // `devmem_alloc_and_copy`), as an ioctl of its own would.
+        let _migrating = mirror.migrating();
 
         let order = if fault.pte_mapped() { 0 } else { folio.order() };
         let span = PAGE_SIZE << order;
