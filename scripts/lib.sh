@@ -169,8 +169,9 @@ suite_timeout() {
 }
 
 # Arguments of a suite in the test command by flavor, before SUITE_ARGS: the
-# reliability programs run shorter on the debug kernel under TCG (make
-# stress, STRESS=1, runs their --long settings instead).
+# fuzzer runs 20 s on every kernel and the module cycling 5 cycles on the
+# debug kernel under TCG (make stress, STRESS=1, runs their --long settings
+# instead).
 suite_args() {
 	case "${STRESS:-0}:$KFLAVOR:$1" in
 	0:debug:dmirror_modcycle) echo "--cycles 5" ;;
