@@ -10,7 +10,8 @@
  * operations per thread (with --threads 1 --no-mm --no-fork, the same
  * run; the interleaving of several threads is not reproducible). The seed
  * also goes to the kernel log at the start, so a run that hangs the guest
- * can be replayed. For triage, --no-mm, --no-fork,
+ * can be replayed. For triage, --no-mm, --no-fork, --devices 2 (the
+ * device-private ones only),
  * --no-thp, --weights (per command kind) and --trace (one kernel log line
  * per operation) narrow a failure down; see --help.
  *
@@ -131,6 +132,8 @@ static uint64_t opt_seed;
 static unsigned int opt_time = 40;
 static unsigned long opt_count = 100000;
 static unsigned int opt_threads = 3;
+/* Triage: use only the first N devices (2: the device-private ones). */
+static unsigned int opt_devices = NDEV;
 static int opt_long;
 /* Let closes that evict device memory race munmap() and exits (see header). */
 static int opt_evict_race;
@@ -961,7 +964,7 @@ FIXTURE_SETUP(fuzz)
 	fz.fds[1] = dm_open(1);
 	ASSERT_LE(0, fz.fds[1]);
 	fz.ndev = 2;
-	if (!fz.is_c) {
+	if (!fz.is_c && opt_devices > 2) {
 		fz.fds[2] = dm_open(2);
 		fz.fds[3] = dm_open(3);
 		if (fz.fds[2] >= 0 && fz.fds[3] >= 0)
@@ -1198,7 +1201,8 @@ static void print_help(const char *argv0)
 		"  --thp: also run the variant with THPs (--long does)\n"
 		"  --evict-race: closes that evict device memory may overlap munmap() and a\n"
 		"    child's exit (--long does; off by default: the kernel bug in README)\n"
-		"  triage: [--no-mm] [--no-fork] [--no-thp] [--trace] [--weights W0,W1,...] (per kind:\n"
+		"  triage: [--no-mm] [--no-fork] [--no-thp] [--trace] [--devices 2|4]\n"
+		"  [--weights W0,W1,...] (per kind:\n"
 		"  READ WRITE MIGRATE_TO_DEV MIGRATE_TO_SYS SNAPSHOT EXCLUSIVE CHECK_EXCLUSIVE\n"
 		"  RELEASE FLAGS READ_UNLOCKED unknown bad_size bad_arg)\n"
 		"  env: HMM_FUZZ_SEED, HMM_FUZZ_TIME, HMM_FUZZ_COUNT, HMM_FUZZ_LONG=1\n"
@@ -1218,6 +1222,8 @@ static int parse_opt(const char *name, const char *value, int *have_seed)
 		opt_count = strtoul(value, NULL, 0);
 	} else if (!strcmp(name, "--threads")) {
 		opt_threads = strtoul(value, NULL, 0);
+	} else if (!strcmp(name, "--devices")) {
+		opt_devices = strtoul(value, NULL, 0);
 	} else if (!strcmp(name, "--weights")) {
 		for (int k = 0; k < NKINDS && value; k++) {
 			weight[k] = strtoul(value, NULL, 0);
@@ -1291,7 +1297,8 @@ int main(int argc, char **argv)
 		}
 		hargv[hargc++] = argv[i];
 	}
-	if (opt_threads < 1 || opt_threads > MAX_THREADS) {
+	if (opt_threads < 1 || opt_threads > MAX_THREADS ||
+	    (opt_devices != 2 && opt_devices != NDEV)) {
 		print_help(argv[0]);
 		return KSFT_FAIL;
 	}
