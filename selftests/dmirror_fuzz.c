@@ -45,8 +45,10 @@
  * children the Rust driver still corrupts memory on 7.3.4 (a device page
  * freed while mapped or mirrored: "Bad rss-counter state" at a child's
  * exit, garbage folio->mapping in remove_migration_ptes(); faster with
- * the coherent devices; not yet explained, README "Open finding"), so the
- * test command runs the fuzzer with --no-fork.
+ * the coherent devices; not yet explained, README "Open finding"), and
+ * with the mm thread both drivers can leave a mirror entry to a freed
+ * page (MADV_DONTNEED during MIGRATE_TO_DEV, README), so the test command
+ * runs the fuzzer with --no-fork --no-mm.
  *
  * Two variants: fuzz.base.ioctls uses no transparent huge pages
  * (MADV_NOHUGEPAGE everywhere) and runs by default; fuzz.thp.ioctls adds
