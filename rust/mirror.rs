@@ -59,10 +59,8 @@ pub(crate) struct Mirror {
     test_locked: Mutex<KVec<LockedPage>>,
 }
 
-// SAFETY: `device` points to a device that outlives every mirror: an open file keeps the
-// module loaded, and a mirror that outlives its file is only referenced by device pages
-// (`owner`), which the device frees (evicts, then waits for) before it is dropped; everything
-// else is thread-safe.
+// SAFETY: `device` points to a device that outlives every open file (the module cannot be
+// unloaded while a file is open); everything else is thread-safe.
 unsafe impl Send for Mirror {}
 // SAFETY: As above.
 unsafe impl Sync for Mirror {}
@@ -180,7 +178,7 @@ impl Mirror {
 
     /// The device this file was opened on.
     pub(crate) fn device(&self) -> &DmirrorDevice {
-        // SAFETY: See the `Send` impl: the device outlives the mirror.
+        // SAFETY: See the `Send` impl: the device outlives the file.
         unsafe { &*self.device }
     }
 
