@@ -47,8 +47,9 @@
  * exit, garbage folio->mapping in remove_migration_ptes(); faster with
  * the coherent devices; not yet explained, README "Open finding"), and
  * with the mm thread both drivers can leave a mirror entry to a freed
- * page (MADV_DONTNEED during MIGRATE_TO_DEV, README), so the test command
- * runs the fuzzer with --no-fork --no-mm.
+ * page (MADV_DONTNEED during MIGRATE_TO_DEV, README); while these are
+ * open the test command excludes the fuzzer (selftests/expectations.txt)
+ * and make stress runs it.
  *
  * Two variants: fuzz.base.ioctls uses no transparent huge pages
  * (MADV_NOHUGEPAGE everywhere) and runs by default; fuzz.thp.ioctls adds
