@@ -14,6 +14,7 @@ use crate::{
     bindings,
     migrate::DeviceMigration,
     mirror::Mirror,
+    owner,
     page::{mpfn, FolioRef, LockedPage, NewPage, PageRef},
     pagemap::{ChunkKind, DevPagemap, DeviceFault, PagemapOps},
     uapi::MemoryType,
@@ -301,7 +302,11 @@ impl DmirrorDevice {
         }
         let order = if is_large { HPAGE_PMD_ORDER } else { 0 };
         let rpage = if self.mtype == MemoryType::Private {
-            Some(NewPage::folio_alloc(bindings::GFP_HIGHUSER, order)?)
+            let r = NewPage::folio_alloc(bindings::GFP_HIGHUSER, order)?;
+            // SAFETY: The backing folio is ours; its head is the owner slot of the new
+            // page, which points to no mirror yet (`owner`).
+            unsafe { r.page().set_zone_device_data(core::ptr::null_mut()) };
+            Some(r)
         } else {
             None
         };
@@ -422,6 +427,10 @@ impl PagemapOps for ChunkData {
         let rpage = backing_page(page);
         let order = rpage.map_or(folio.order(), |r| r.folio().order());
         if let Some(r) = rpage {
+            // SAFETY: `r` is the owner slot of the page being freed (the head of its backing
+            // folio, or the coherent page itself). The mirror's reference goes before the
+            // field is reused; the last one frees the mirror, which is fine in any context.
+            drop(unsafe { owner::take(r) });
             if r != page {
                 // SAFETY: The backing folio of a private page is owned by that page, whose
                 // last reference is gone.
@@ -456,6 +465,9 @@ impl PagemapOps for ChunkData {
         };
         let offset = tail.pfn() - head.pfn();
         let rpage_tail = rfolio.page(offset);
+        // SAFETY: The head's owner slot holds its reference during the split; the tail's
+        // slot gets a copy of the pointer below, with this new reference.
+        unsafe { owner::dup(rpage.zone_device_data()) };
         // SAFETY: `tail` is being split off `head`; `rpage_tail` is the matching page of the
         // backing folio, which the driver owns.
         unsafe {

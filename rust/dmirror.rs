@@ -26,6 +26,7 @@ mod migrate;
 mod mirror;
 mod mirror_table;
 mod notifier;
+mod owner;
 mod page;
 mod pagemap;
 mod uapi;
@@ -144,9 +145,10 @@ impl MiscDevice for DmirrorFile {
     }
 
     fn release(mut this: Self::Ptr, _file: &File) {
-        // Remove the notifier, then evict every chunk of the device back to system memory,
-        // so that no device page keeps a pointer to the mirror (the CVE-2026-46280 fix of
-        // the C driver); the mirror table and the mirror are freed when `this` drops.
+        // Remove the notifier, then evict every chunk of the device back to system memory
+        // (as the C driver does since the CVE-2026-46280 fix). A page the eviction could
+        // not lock stays on the device and keeps a reference to the mirror (`owner`): the
+        // mirror and its table are freed with the last of them, or when `this` drops.
         this.as_mut().release();
     }
 

@@ -17,6 +17,7 @@ use crate::{
     migrate::{Collected, VmaMigrateArgs},
     mirror_table::{MirrorTable, Tag},
     notifier::{IntervalNotifier, IntervalOps, Invalidation},
+    owner,
     page::{mpfn, LockedPage, NewPage, PageRef},
     pagemap::DeviceFault,
     uapi::{self, HmmDmirrorCmd, MemoryType, PageKind},
@@ -29,7 +30,7 @@ use kernel::{
     page::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
     pr_warn_once,
     prelude::*,
-    sync::{aref::ARef, Mutex, MutexGuard},
+    sync::{aref::ARef, Arc, Mutex, MutexGuard},
     task::Task,
     time::{Delta, Instant, Monotonic},
     uaccess::{UserPtr, UserSlice},
@@ -58,8 +59,10 @@ pub(crate) struct Mirror {
     test_locked: Mutex<KVec<LockedPage>>,
 }
 
-// SAFETY: `device` points to a device that outlives every open file (the module cannot be
-// unloaded while a file is open); everything else is thread-safe.
+// SAFETY: `device` points to a device that outlives every mirror: an open file keeps the
+// module loaded, and a mirror that outlives its file is only referenced by device pages
+// (`owner`), which the device frees (evicts, then waits for) before it is dropped; everything
+// else is thread-safe.
 unsafe impl Send for Mirror {}
 // SAFETY: As above.
 unsafe impl Sync for Mirror {}
@@ -177,7 +180,7 @@ impl Mirror {
 
     /// The device this file was opened on.
     pub(crate) fn device(&self) -> &DmirrorDevice {
-        // SAFETY: See the `Send` impl: the device outlives the file.
+        // SAFETY: See the `Send` impl: the device outlives the mirror.
         unsafe { &*self.device }
     }
 
@@ -329,9 +332,9 @@ impl Mirror {
         devmem::backing_page(page)
     }
 
-    /// `dmirror_migrate_alloc_and_copy()`: device pages for every collected system page.
-    fn migrate_alloc_and_copy(&self, c: &mut Collected<'_>) {
-        let me = core::ptr::from_ref(self).cast_mut().cast::<c_void>();
+    /// `dmirror_migrate_alloc_and_copy()`: device pages for every collected system
+    /// page, each pointing to this mirror with a reference ([`owner`]).
+    fn migrate_alloc_and_copy(this: &Arc<Self>, c: &mut Collected<'_>) {
         let (src, dst) = c.arrays();
         let n = src.len();
         let mut i = 0;
@@ -352,10 +355,10 @@ impl Mirror {
                     continue;
                 }
             }
-            let dpage = if self.take_fail_alloc() {
+            let dpage = if this.take_fail_alloc() {
                 None
             } else {
-                self.device().alloc_page(is_large)
+                this.device().alloc_page(is_large)
             };
 
             let Some(dpage) = dpage else {
@@ -368,15 +371,15 @@ impl Mirror {
                 let spfn = s >> mpfn::SHIFT;
                 let mut k = 0;
                 while k < nr && i < n {
-                    let Some(dp) = self.device().alloc_page(false) else {
+                    let Some(dp) = this.device().alloc_page(false) else {
                         pr_warn!("out of device memory\n");
                         break;
                     };
                     let Some(rpage) = devmem::backing_page(dp.page()) else {
                         break;
                     };
-                    // SAFETY: The backing page belongs to our new device page.
-                    unsafe { rpage.set_zone_device_data(me) };
+                    // SAFETY: The backing page is the owner slot of our new, locked device page.
+                    unsafe { owner::set(rpage, this) };
                     if spage.is_some() {
                         // SAFETY: `spfn + k` is a page of the locked source folio.
                         if let Some(src_page) = unsafe { PageRef::from_pfn(spfn + k) } {
@@ -401,9 +404,9 @@ impl Mirror {
                 i += 1;
                 continue;
             };
-            // SAFETY: The backing page belongs to our new device page; it points back to
-            // the mirror, as in the C driver.
-            unsafe { rpage.set_zone_device_data(me) };
+            // SAFETY: The backing page (the head of the backing folio) is the owner slot of
+            // our new, locked device page; it points back to the mirror, as in the C driver.
+            unsafe { owner::set(rpage, this) };
             let dfolio = dpage.page().folio();
             let mut d = dpage.into_migrate_pfn() | write;
 
@@ -602,14 +605,14 @@ impl Mirror {
         let Some(rpage) = (unsafe { PageRef::from_raw(folio.zone_device_data().cast()) }) else {
             return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
         };
-        let mirror = rpage.zone_device_data().cast::<Mirror>().cast_const();
-        if mirror.is_null() {
+        // SAFETY: The backing page is the owner slot of the faulting page, which the fault
+        // holds locked and referenced.
+        let Some(mirror) = (unsafe { owner::get(rpage) }) else {
             return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
-        }
-        // SAFETY: The backing page points to the mirror that migrated the page; the
-        // mirror's release evicts every chunk of its device before the mirror is freed
-        // (as in the C driver), so it is alive while its pages are on the device.
-        let mirror = unsafe { &*mirror };
+        };
+        // The owner reference keeps the mirror alive for this fault, even if its file was
+        // closed and the eviction on close left this page behind (see `owner`).
+        let mirror = &*mirror;
         // The mirror that owns the page migrates it back (and drops its entries in
         // `devmem_alloc_and_copy`), as an ioctl of its own would.
         let _migrating = mirror.migrating();
@@ -645,7 +648,28 @@ impl Mirror {
     }
 }
 
-impl IntervalOps for Mirror {
+/// The open file's reference to its mirror: the data of its interval notifier.
+#[pin_data]
+struct MirrorRef {
+    mirror: Arc<Mirror>,
+}
+
+impl MirrorRef {
+    fn new(device: &DmirrorDevice) -> impl PinInit<Self, Error> + '_ {
+        try_pin_init!(Self {
+            mirror: Arc::pin_init(Mirror::new(device), GFP_KERNEL)?,
+        })
+    }
+}
+
+impl IntervalOps for MirrorRef {
+    fn invalidate(data: &Self, inv: &Invalidation<'_>) -> bool {
+        Mirror::invalidate(&data.mirror, inv)
+    }
+}
+
+impl Mirror {
+    /// The interval notifier callback of the mirror's file.
     fn invalidate(this: &Self, inv: &Invalidation<'_>) -> bool {
         // The table holds no page references: an entry must be gone, under the mutex and
         // with the sequence bumped, before its page can be freed. Migrations of our own
@@ -700,32 +724,41 @@ impl IntervalOps for SnapshotState<'_> {
     }
 }
 
-/// An open `/dev/hmm_dmirrorN`: the mirror inside its interval notifier.
+/// An open `/dev/hmm_dmirrorN`: a reference to the mirror inside the interval
+/// notifier. The mirror itself lives as long as its last device page (see
+/// [`owner`]).
 #[pin_data]
 pub(crate) struct DmirrorFile {
     #[pin]
-    notifier: IntervalNotifier<Mirror>,
+    notifier: IntervalNotifier<MirrorRef>,
 }
 
 impl DmirrorFile {
     /// `dmirror_fops_open()`: mirrors the current process's whole address space.
     pub(crate) fn new<'a>(device: &'a DmirrorDevice, mm: &'a Mm) -> impl PinInit<Self, Error> + 'a {
         try_pin_init!(Self {
-            notifier <- IntervalNotifier::insert(mm, 0, usize::MAX & PAGE_MASK, Mirror::new(device)),
+            notifier <- IntervalNotifier::insert(mm, 0, usize::MAX & PAGE_MASK, MirrorRef::new(device)),
         })
     }
 
-    /// `dmirror_fops_release()` before the memory is freed: removes the
-    /// interval notifier, then evicts every chunk of the device back to system
-    /// memory while the mirror (which the backing pages point to) is still alive.
+    /// `dmirror_fops_release()` before the file's memory is freed: releases
+    /// the pages locked by the test hook, removes the interval notifier, then
+    /// evicts every chunk of the device back to system memory. A page the
+    /// eviction leaves behind keeps the mirror alive (see [`owner`]).
     pub(crate) fn release(mut self: Pin<&mut Self>) {
+        drop(core::mem::take(&mut *self.mirror().test_locked.lock()));
         self.as_mut().project().notifier.remove();
         self.mirror().device().evict_all();
     }
 
     /// The mirror.
     pub(crate) fn mirror(&self) -> &Mirror {
-        self.notifier.data()
+        &self.notifier.data().mirror
+    }
+
+    /// The file's reference to the mirror, for new device pages.
+    fn mirror_ref(&self) -> &Arc<Mirror> {
+        &self.notifier.data().mirror
     }
 
     /// The mirrored mm with a user reference (`mmget_not_zero`).
@@ -881,7 +914,7 @@ impl DmirrorFile {
                     fault_page: core::ptr::null_mut(),
                 };
                 let mut c = Collected::setup(vma, args)?;
-                m.migrate_alloc_and_copy(&mut c);
+                Mirror::migrate_alloc_and_copy(self.mirror_ref(), &mut c);
                 let done = c.pages();
                 // The C driver ignores a table store failure here too.
                 let _ = m.migrate_finalize_and_map(&done);
