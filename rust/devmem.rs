@@ -315,6 +315,21 @@ impl DmirrorDevice {
             Some(p) => p,
             None => self.allocate_chunk(Some(is_large)).ok().flatten()?,
         };
+        // The backing folio goes in before the page gets its first reference. From then
+        // on, the eviction of a concurrent close (`migrate_device_range()`, which takes
+        // any page with a non-zero refcount and trylocks it) can lock the page before
+        // `zone_device_folio_init()`'s own `lock_page()` does, and reads the backing page
+        // from this field: set afterwards, the field was still the free-list link, and the
+        // eviction copied from that device page as if it were system memory (an Oops in
+        // `copy_page()`, seen in dmirror_modcycle and after dmirror_fuzz; lib/test_hmm.c has
+        // the same order). Now such an eviction "migrates" a page that nothing maps: it
+        // copies the backing folio to a system page that its finalize frees, and our
+        // `lock_page()` waits until it is done.
+        let data = rpage.map_or(core::ptr::null_mut(), |r| r.into_raw().as_ptr().cast());
+        // SAFETY: `dpage` is off the free list with refcount 0, so nobody else uses it; the
+        // backing folio now belongs to it. `zone_device_folio_init` leaves the field of
+        // the head page alone.
+        unsafe { dpage.set_zone_device_data(data) };
         // SAFETY: `dpage` is a free page (refcount 0) of one of our chunks, taken off the
         // free list (with the whole PMD block when `order` is not 0); it becomes the head
         // of the new folio even if it was a tail of an earlier, freed one (hence no
@@ -324,9 +339,6 @@ impl DmirrorDevice {
         unsafe {
             bindings::dmirror_zone_device_folio_init(dpage.as_ptr().cast(), dpage.pgmap(), order)
         };
-        let data = rpage.map_or(core::ptr::null_mut(), |r| r.into_raw().as_ptr().cast());
-        // SAFETY: We own the new device page; the backing folio now belongs to it.
-        unsafe { dpage.set_zone_device_data(data) };
         // SAFETY: `zone_device_folio_init` returned the page locked with one reference.
         Some(unsafe { LockedPage::from_locked(dpage) })
     }

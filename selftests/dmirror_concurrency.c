@@ -689,4 +689,85 @@ TEST_F_TIMEOUT(race, readback_vs_cpu_fault, 60)
 	free(out);
 }
 
+
+/*
+ * Device page allocation racing the eviction of a close: a thread migrates
+ * a 2 MiB buffer (a THP when it can be one) to device 0 and back, so that
+ * every MIGRATE_TO_DEV allocates device pages, while the main thread opens
+ * and closes another mirror of device 0: each close evicts every device
+ * page with migrate_device_range(), which takes any page whose refcount is
+ * not 0 and trylocks it. zone_device_folio_init() gives a new page its
+ * reference before it locks it, so the eviction can lock a page that is
+ * being allocated; a driver that stores the page's backing pointer only
+ * after the init (as lib/test_hmm.c does) has the eviction copy from
+ * whatever the field held before, the free-list link to another device
+ * page: "BUG: unable to handle page fault", RIP copy_page, from the chunk
+ * eviction. The window is a few instructions wide, so a clean run proves
+ * little; the data must come back intact in any case.
+ */
+struct allocator {
+	char *buf, *out;
+	int fd;
+	atomic_int stop;
+	unsigned long rounds, errs;
+	long bad;
+};
+
+#define ALLOC_PAGES	512
+
+static void *alloc_loop(void *arg)
+{
+	struct allocator *a = arg;
+
+	while (!atomic_load(&a->stop) && a->bad < 0) {
+		int ret = dm_cmd(a->fd, HMM_DMIRROR_MIGRATE_TO_DEV, a->buf,
+				 a->out, ALLOC_PAGES, NULL);
+
+		if (ret && ret != -ENOENT)
+			a->errs++;
+		ret = dm_cmd(a->fd, HMM_DMIRROR_MIGRATE_TO_SYS, a->buf,
+			     NULL, ALLOC_PAGES, NULL);
+		if (ret && ret != -ENOENT)
+			a->errs++;
+		a->bad = dm_check(a->buf, ALLOC_PAGES, 1);
+		a->rounds++;
+	}
+	return NULL;
+}
+
+TEST_F_TIMEOUT(race, alloc_vs_close_evict, 60)
+{
+	struct allocator a = { .bad = -1 };
+	unsigned long closes = 0;
+	pthread_t t;
+	double end;
+
+	a.fd = dm_open(0);
+	ASSERT_GE(a.fd, 0);
+	a.buf = dm_map_aligned(ALLOC_PAGES * DM_PAGE_SIZE, MADV_HUGEPAGE);
+	ASSERT_NE(NULL, a.buf);
+	a.out = malloc(ALLOC_PAGES * DM_PAGE_SIZE);
+	ASSERT_NE(NULL, a.out);
+	dm_fill(a.buf, ALLOC_PAGES, 1);
+	ASSERT_EQ(0, pthread_create(&t, NULL, alloc_loop, &a));
+	end = now_s() + RUN_SECONDS;
+	while (now_s() < end) {
+		int fd = dm_open(0);
+
+		ASSERT_GE(fd, 0);
+		ASSERT_EQ(0, close(fd));
+		closes++;
+	}
+	atomic_store(&a.stop, 1);
+	pthread_join(t, NULL);
+	TH_LOG("%lu round trips, %lu closes that evicted device 0", a.rounds, closes);
+	EXPECT_EQ(-1, a.bad) TH_LOG("page %ld came back wrong", a.bad);
+	EXPECT_EQ(0UL, a.errs) TH_LOG("migrations failed with other errors than ENOENT");
+	EXPECT_LT(0UL, a.rounds);
+	EXPECT_EQ(-1, dm_check(a.buf, ALLOC_PAGES, 1));
+	close(a.fd);
+	munmap(a.buf, ALLOC_PAGES * DM_PAGE_SIZE);
+	free(a.out);
+}
+
 TEST_HARNESS_MAIN
