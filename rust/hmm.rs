@@ -66,6 +66,26 @@ impl HmmPfn {
         // while `read_retry` says the range is unchanged.
         unsafe { PageRef::from_raw(bindings::dmirror_hmm_pfn_to_page(self.0)) }
     }
+
+    /// [`page`](Self::page) for the entry of the address `addr`, which works around
+    /// a bug of Linux 7.3: `hmm_vma_handle_absent_pmd()` fills the entries of a
+    /// device-private PMD from the PMD's first pfn on, wherever the window starts
+    /// (the present-PMD path adds the offset of the address), so every window that
+    /// starts inside such a PMD got the pages of its start. For an entry of a
+    /// mapping of order `n` of a folio of that order (naturally aligned), the page
+    /// is the folio's page at `addr`'s offset, whether the pfn is right or not.
+    pub(crate) fn page_at(self, addr: usize) -> Option<PageRef> {
+        let page = self.page()?;
+        let order = self.map_order();
+        if order == 0 {
+            return Some(page);
+        }
+        let folio = page.folio();
+        if folio.order() != order {
+            return Some(page);
+        }
+        Some(folio.page((addr >> PAGE_SHIFT) & ((1usize << order) - 1)))
+    }
 }
 
 /// A `struct hmm_range` over at most [`MAX_PAGES`] pages of a notifier's mm.

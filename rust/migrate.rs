@@ -175,11 +175,6 @@ impl Migrated<'_> {
         self.inner.as_ref().map_or(&[], |i| &i.src[..])
     }
 
-    /// The dst entries.
-    pub(crate) fn dst(&self) -> &[usize] {
-        self.inner.as_ref().map_or(&[], |i| &i.dst[..])
-    }
-
     /// The start address.
     pub(crate) fn start(&self) -> usize {
         self.inner.as_ref().map_or(0, |i| i.args.start)

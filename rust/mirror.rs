@@ -25,7 +25,7 @@ use crate::{
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use kernel::{
     ffi::c_void,
-    mm::{Mm, MmWithUser},
+    mm::{Mm, MmWithUser, MmapReadGuard},
     new_mutex,
     page::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
     pr_warn_once,
@@ -265,7 +265,7 @@ impl Mirror {
             if p.is_error() || !p.is_valid() {
                 pr_warn_once!("hmm_range_fault returned an invalid entry\n");
             }
-            let Some(page) = p.page() else {
+            let Some(page) = p.page_at((first + i) << PAGE_SHIFT) else {
                 self.table.erase(first + i);
                 continue;
             };
@@ -440,35 +440,50 @@ impl Mirror {
         }
     }
 
-    /// `dmirror_migrate_finalize_and_map()`: maps the new device pages in the table.
-    fn migrate_finalize_and_map(&self, m: &crate::migrate::Migrated<'_>) -> Result {
+    /// Erases the entries of the source pages a migration to the device moved
+    /// (after `migrate_vma_pages()`): `migrate_vma_finalize()` frees those pages,
+    /// and the invalidation of our own migration left their entries alone.
+    fn erase_moved(&self, m: &crate::migrate::Migrated<'_>) {
         let _g = self.lock.lock();
         let start_pfn = m.start() >> PAGE_SHIFT;
-        for (i, (&s, &d)) in m.src().iter().zip(m.dst().iter()).enumerate() {
+        for (i, &s) in m.src().iter().enumerate() {
             if s & mpfn::MIGRATE == 0 {
                 continue;
             }
-            // SAFETY: `d` is a dst entry of the migration.
-            let Some(dpage) = (unsafe { PageRef::from_migrate_pfn(d) }) else {
-                continue;
-            };
-            let nr = if d & mpfn::COMPOUND != 0 {
-                dpage.folio().nr_pages()
+            let nr = if s & mpfn::COMPOUND != 0 {
+                HPAGE_PMD_NR
             } else {
                 1
             };
-            let Some(rpage) = Self::map_entry(dpage) else {
+            // `erase_range` takes the last pfn, not the end.
+            let last = (start_pfn + i + nr).min(start_pfn + m.src().len()) - 1;
+            self.table.erase_range(start_pfn + i, last);
+        }
+    }
+
+    /// Stores this device's pages that a validated `hmm_range_fault()` without
+    /// faults reports, and leaves every other entry of the window alone.
+    fn store_own_pages(&self, _g: &MutexGuard<'_, ()>, range: &HmmRange<'_>) -> Result {
+        let first = range.start() >> PAGE_SHIFT;
+        for (i, p) in range.pfns().enumerate() {
+            let Some(page) = p.page_at((first + i) << PAGE_SHIFT) else {
                 continue;
             };
-            let rfolio = rpage.folio();
-            let tag = if d & mpfn::WRITE != 0 {
-                Tag::Write
-            } else {
-                Tag::Read
-            };
-            for k in 0..nr {
-                self.table.store(start_pfn + i + k, rfolio.page(k), tag)?;
+            if !devmem::is_our_page(page) {
+                continue;
             }
+            // SAFETY: `page` is a device page of ours that the page tables map, and the
+            // validated range and the mirror mutex keep it mapped (its unmapping would
+            // invalidate under this mutex first).
+            let device = unsafe { devmem::page_device(page) };
+            if !core::ptr::eq(device, self.device()) {
+                continue;
+            }
+            let Some(rpage) = Self::map_entry(page) else {
+                continue;
+            };
+            let tag = if p.is_write() { Tag::Write } else { Tag::Read };
+            self.table.store(first + i, rpage, tag)?;
         }
         Ok(())
     }
@@ -809,6 +824,37 @@ impl DmirrorFile {
         }
     }
 
+    /// Maps this device's pages of `[start, end)` in the table from the page
+    /// tables (`hmm_range_fault()` without faults, validated under the mutex).
+    fn map_device_pages(&self, guard: &MmapReadGuard<'_>, start: usize, end: usize) -> Result {
+        let m = self.mirror();
+        let mut range = HmmRange::new(&self.notifier, 0, m.owner());
+        let mut addr = start;
+        while addr < end {
+            let next = range.set_window(addr, end);
+            let t0 = Instant::<Monotonic>::now();
+            loop {
+                if Self::deadline_passed(&t0) {
+                    return Err(EBUSY);
+                }
+                range.read_begin();
+                match range.fault(guard) {
+                    Err(e) if e == EBUSY => continue,
+                    Err(e) => return Err(e),
+                    Ok(()) => {}
+                }
+                let g = m.lock.lock();
+                if range.read_retry() {
+                    continue;
+                }
+                m.store_own_pages(&g, &range)?;
+                break;
+            }
+            addr = next;
+        }
+        Ok(())
+    }
+
     /// `dmirror_fault()` / `dmirror_fault_unlocked()`.
     fn fault(&self, start: usize, end: usize, write: bool, unlocked: Option<usize>) -> Result {
         let mm = self.mmget().ok_or(EFAULT)?;
@@ -916,9 +962,14 @@ impl DmirrorFile {
                 let mut c = Collected::setup(vma, args)?;
                 Mirror::migrate_alloc_and_copy(self.mirror_ref(), &mut c);
                 let done = c.pages();
-                // The C driver ignores a table store failure here too.
-                let _ = m.migrate_finalize_and_map(&done);
+                m.erase_moved(&done);
                 done.finalize();
+                // The C driver maps the new pages from the dst array before finalize.
+                // That raced with a zap (MADV_DONTNEED needs only the mmap read lock)
+                // of a migration entry in between, whose page finalize then frees:
+                // the entry stayed (found by dmirror_fuzz). The page tables after
+                // finalize are the truth. The C driver ignores a failure here too.
+                let _ = self.map_device_pages(&guard, addr, next);
                 addr = next;
             }
         }
@@ -1082,6 +1133,19 @@ impl DmirrorFile {
                 {
                     let _g = m.lock.lock();
                     m.table.store(addr >> PAGE_SHIFT, page, Tag::Atomic)?;
+                }
+                // A zap (MADV_DONTNEED needs only the mmap read lock) may have removed the
+                // device-exclusive entry since `make_device_exclusive()` installed it, its
+                // invalidation erasing the table entry before the store above: once we
+                // drop the folio it is freed, and the entry would stay (the C driver has
+                // this race). Wait for an invalidation in progress to end; a folio that is
+                // no longer mapped then loses its entry again. Every later invalidation
+                // erases the entry itself. (A large folio stays mapped through its other
+                // pages, so one zapped page of it is not seen here.)
+                let _ = self.notifier.read_begin();
+                if !excl.is_mapped() {
+                    let _g = m.lock.lock();
+                    m.table.erase(addr >> PAGE_SHIFT);
                 }
                 addr += PAGE_SIZE;
             }
