@@ -45,11 +45,9 @@
  * children the Rust driver still corrupts memory on 7.3.4 (a device page
  * freed while mapped or mirrored: "Bad rss-counter state" at a child's
  * exit, garbage folio->mapping in remove_migration_ptes(); faster with
- * the coherent devices; not yet explained, README "Open finding"), and
- * with the mm thread both drivers can leave a mirror entry to a freed
- * page (MADV_DONTNEED during MIGRATE_TO_DEV, README); while these are
- * open the test command excludes the fuzzer (selftests/expectations.txt)
- * and make stress runs it.
+ * the coherent devices; not yet explained, README "Open finding"), so
+ * the test command runs it without forks and without the mm thread
+ * (suite_args in scripts/lib.sh) and make stress runs all of it.
  *
  * Two variants: fuzz.base.ioctls uses no transparent huge pages
  * (MADV_NOHUGEPAGE everywhere) and runs by default; fuzz.thp.ioctls adds
