@@ -46,8 +46,8 @@
  * freed while mapped or mirrored: "Bad rss-counter state" at a child's
  * exit, garbage folio->mapping in remove_migration_ptes(); faster with
  * the coherent devices; not yet explained, README "Open finding"), so
- * the test command runs it without forks and without the mm thread
- * (suite_args in scripts/lib.sh) and make stress runs all of it.
+ * the test command runs it without forks (suite_args in
+ * scripts/lib.sh) and make stress runs all of it.
  *
  * Two variants: fuzz.base.ioctls uses no transparent huge pages
  * (MADV_NOHUGEPAGE everywhere) and runs by default; fuzz.thp.ioctls adds
