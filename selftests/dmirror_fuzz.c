@@ -149,6 +149,8 @@ static int opt_long;
 static int opt_evict_race;
 /* Triage knobs: leave out the mm thread, the forks, THP; kind weights. */
 static int opt_no_mm, opt_no_fork, opt_no_thp, opt_trace, opt_thp;
+/* Triage: children migrate to their slot's home device only (as --steer does). */
+static int opt_child_home;
 static int kmsg_fd = -1;
 static unsigned int weight[NKINDS];
 
@@ -764,7 +766,7 @@ static void child(struct fz_thread *t, const int *prot)
 		uint64_t addr = (uintptr_t)slot_addr(slot) + first * DM_PAGE_SIZE;
 		int ret;
 
-		dev = fz.steer ? home(slot) : (int)rndn(s, fz.ndev);
+		dev = fz.steer || opt_child_home ? home(slot) : (int)rndn(s, fz.ndev);
 		fd = dm_open(dev);
 		if (fd < 0)
 			_exit(101);
@@ -1048,9 +1050,10 @@ TEST_F_TIMEOUT(fuzz, ioctls, 3000)
 		MSG("evict race on: closes that evict device memory race munmap() and exits");
 	else
 		MSG("evict race off: closes that may evict device memory, munmap() and a child's exit are serialised (kernel bug, README; --evict-race turns it on)");
-	if (opt_no_mm || opt_no_fork || opt_no_thp)
-		MSG("triage:%s%s%s", opt_no_mm ? " no mm thread" : "",
-		    opt_no_fork ? " no forks" : "", opt_no_thp ? " no THP" : "");
+	if (opt_no_mm || opt_no_fork || opt_no_thp || opt_child_home)
+		MSG("triage:%s%s%s%s", opt_no_mm ? " no mm thread" : "",
+		    opt_no_fork ? " no forks" : "", opt_no_thp ? " no THP" : "",
+		    opt_child_home ? " children migrate to the home device" : "");
 
 	kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
 	if (kmsg_fd >= 0) {
@@ -1216,6 +1219,7 @@ static void print_help(const char *argv0)
 		"    child's exit (--long does; off by default: the kernel bug in README)\n"
 		"  --devices 2|4: the device-private ones (default) or all four (--long does)\n"
 		"  triage: [--no-mm] [--no-fork] [--no-thp] [--trace] [--steer (as for C)]\n"
+		"  [--child-home (children migrate to the home device only, as with --steer)]\n"
 		"  [--weights W0,W1,...] (per kind:\n"
 		"  READ WRITE MIGRATE_TO_DEV MIGRATE_TO_SYS SNAPSHOT EXCLUSIVE CHECK_EXCLUSIVE\n"
 		"  RELEASE FLAGS READ_UNLOCKED unknown bad_size bad_arg)\n"
@@ -1297,6 +1301,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(argv[i], "--steer")) {
 			opt_steer = 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--child-home")) {
+			opt_child_home = 1;
 			continue;
 		}
 		if (!strcmp(argv[i], "--trace")) {
