@@ -699,11 +699,12 @@ TEST_F_TIMEOUT(race, readback_vs_cpu_fault, 60)
  * not 0 and trylocks it. zone_device_folio_init() gives a new page its
  * reference before it locks it, so the eviction can lock a page that is
  * being allocated; a driver that stores the page's backing pointer only
- * after the init (as lib/test_hmm.c does) has the eviction copy from
- * whatever the field held before, the free-list link to another device
- * page: "BUG: unable to handle page fault", RIP copy_page, from the chunk
- * eviction. The window is a few instructions wide, so a clean run proves
- * little; the data must come back intact in any case.
+ * after the init (as lib/test_hmm.c does) would have the eviction copy
+ * from whatever the field held before, the free-list link to another
+ * device page (an Oops in copy_page(); the eviction Oops that
+ * dmirror_modcycle shows has that signature, but came again with the
+ * field set first, see README). The window is a few instructions wide,
+ * so a clean run proves little; the data must come back intact anyway.
  */
 struct allocator {
 	char *buf, *out;

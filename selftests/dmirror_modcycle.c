@@ -33,13 +33,10 @@
  * ("BUG: unable to handle page fault", RIP copy_page, from folio_copy() in
  * the chunk eviction of the release: the page copied from is a 2 MiB
  * aligned device-private page, i.e. a free-list link read as a backing
- * page. By code reading: the eviction of one worker's release locked a
- * page that another worker was allocating, between the reference and the
- * lock that zone_device_folio_init() gives it, before the driver set the
- * backing pointer; the Rust port sets it before the init since
- * 2026-12-02, README). It runs last, waits for the workers with a timeout
- * (an Oopsed worker never exits), and skips on the C driver, whose run
- * would hang there (see selftests/expectations.txt).
+ * page; the cause is open, README "The project's selftests"). It runs
+ * last, waits for the workers with a timeout (an Oopsed worker never
+ * exits), and skips on the C driver, whose run would hang there (see
+ * selftests/expectations.txt).
  */
 #define _GNU_SOURCE
 #include <errno.h>
