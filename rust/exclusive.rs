@@ -20,7 +20,7 @@ use kernel::{
 
 /// A page made device-exclusive, with its folio held locked.
 pub(crate) struct ExclusivePage {
-    folio: LockedFolio,
+    _folio: LockedFolio,
     page: PageRef,
 }
 
@@ -46,13 +46,10 @@ impl ExclusivePage {
         let folio = unsafe { LockedFolio::from_raw(folio) };
         // SAFETY: `page` is a page of that folio, alive while we hold it.
         let page = unsafe { PageRef::from_raw(page) }.ok_or(EFAULT)?;
-        Ok(Self { folio, page })
-    }
-
-    /// Whether a page table still maps a page of the folio (the device-exclusive
-    /// entry counts as a mapping).
-    pub(crate) fn is_mapped(&self) -> bool {
-        self.folio.folio().is_mapped()
+        Ok(Self {
+            _folio: folio,
+            page,
+        })
     }
 
     /// The page the address maps.

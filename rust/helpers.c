@@ -52,11 +52,6 @@ bool dmirror_folio_test_large(struct folio *folio)
 	return folio_test_large(folio);
 }
 
-bool dmirror_folio_mapped(struct folio *folio)
-{
-	return folio_mapped(folio);
-}
-
 void dmirror_folio_put(struct folio *folio)
 {
 	folio_put(folio);

@@ -24,7 +24,6 @@ struct page *dmirror_folio_page(struct folio *folio, unsigned long n);
 unsigned int dmirror_folio_order(struct folio *folio);
 unsigned long dmirror_folio_pfn(struct folio *folio);
 bool dmirror_folio_test_large(struct folio *folio);
-bool dmirror_folio_mapped(struct folio *folio);
 void dmirror_folio_put(struct folio *folio);
 void dmirror_put_page(struct page *page);
 void dmirror_lock_page(struct page *page);

@@ -118,18 +118,6 @@ impl<T: IntervalOps> IntervalNotifier<T> {
         self.mni.get()
     }
 
-    /// `mmu_interval_read_begin()`: waits until no invalidation of the
-    /// interval is in progress; the sequence that `mmu_interval_read_retry()`
-    /// would check. `None` once removed.
-    pub(crate) fn read_begin(&self) -> Option<kernel::ffi::c_ulong> {
-        if self.removed {
-            return None;
-        }
-        // SAFETY: By the type invariants the notifier is inserted, and removal needs
-        // `&mut self`, which cannot happen while this borrow lasts.
-        Some(unsafe { bindings::mmu_interval_read_begin(self.mni.get()) })
-    }
-
     /// The mm the notifier watches, `None` once removed.
     pub(crate) fn mm(&self) -> Option<&Mm> {
         if self.removed {

@@ -258,12 +258,6 @@ impl FolioRef {
         unsafe { bindings::dmirror_folio_test_large(self.as_ptr()) }
     }
 
-    /// `folio_mapped()`: whether any page table maps a page of the folio.
-    pub(crate) fn is_mapped(self) -> bool {
-        // SAFETY: By the type invariants the folio is a memmap entry.
-        unsafe { bindings::dmirror_folio_mapped(self.as_ptr()) }
-    }
-
     /// The pfn of the folio's first page.
     pub(crate) fn pfn(self) -> usize {
         // SAFETY: By the type invariants the folio is a memmap entry.
@@ -472,11 +466,6 @@ impl LockedFolio {
     pub(crate) unsafe fn from_raw(folio: FolioRef) -> Self {
         // INVARIANT: Guaranteed by the caller.
         Self(folio)
-    }
-
-    /// The folio, alive as long as `self`.
-    pub(crate) fn folio(&self) -> FolioRef {
-        self.0
     }
 }
 
