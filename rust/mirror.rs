@@ -785,30 +785,39 @@ impl DmirrorFile {
         start.elapsed() > Delta::from_millis(RANGE_TIMEOUT_MS)
     }
 
-    /// `dmirror_range_fault()`.
-    fn range_fault(&self, mm: &MmWithUser, range: &mut HmmRange<'_>) -> Result {
-        let m = self.mirror();
+    /// The retry loop of every `hmm_range_fault()` caller: `fault` runs
+    /// `hmm_range_fault()` on `range`'s window (with the mmap read lock) until it
+    /// succeeds with a notifier sequence that is still valid under the mirror
+    /// mutex, which is returned held. `EBUSY` from the walk (an invalidation in
+    /// progress) and a stale sequence retry; `EBUSY` after `RANGE_TIMEOUT_MS`.
+    fn fault_validated<'m>(
+        m: &'m Mirror,
+        range: &mut HmmRange<'_>,
+        mut fault: impl FnMut(&mut HmmRange<'_>) -> Result,
+    ) -> Result<MutexGuard<'m, ()>> {
         let t0 = Instant::<Monotonic>::now();
         loop {
             if Self::deadline_passed(&t0) {
                 return Err(EBUSY);
             }
             range.read_begin();
-            let r = {
-                let g = mm.mmap_read_lock();
-                range.fault(&g)
-            };
-            match r {
+            match fault(range) {
                 Err(e) if e == EBUSY => continue,
                 Err(e) => return Err(e),
                 Ok(()) => {}
             }
             let g = m.lock.lock();
-            if range.read_retry() {
-                continue;
+            if !range.read_retry() {
+                return Ok(g);
             }
-            return m.do_fault(&g, range);
         }
+    }
+
+    /// `dmirror_range_fault()`.
+    fn range_fault(&self, mm: &MmWithUser, range: &mut HmmRange<'_>) -> Result {
+        let m = self.mirror();
+        let g = Self::fault_validated(m, range, |r| r.fault(&mm.mmap_read_lock()))?;
+        m.do_fault(&g, range)
     }
 
     /// `dmirror_range_fault_unlocked()`.
@@ -832,24 +841,9 @@ impl DmirrorFile {
         let mut addr = start;
         while addr < end {
             let next = range.set_window(addr, end);
-            let t0 = Instant::<Monotonic>::now();
-            loop {
-                if Self::deadline_passed(&t0) {
-                    return Err(EBUSY);
-                }
-                range.read_begin();
-                match range.fault(guard) {
-                    Err(e) if e == EBUSY => continue,
-                    Err(e) => return Err(e),
-                    Ok(()) => {}
-                }
-                let g = m.lock.lock();
-                if range.read_retry() {
-                    continue;
-                }
-                m.store_own_pages(&g, &range)?;
-                break;
-            }
+            let g = Self::fault_validated(m, &mut range, |r| r.fault(guard))?;
+            m.store_own_pages(&g, &range)?;
+            drop(g);
             addr = next;
         }
         Ok(())
@@ -1069,27 +1063,7 @@ impl DmirrorFile {
         );
         let mut range = HmmRange::new(&*notifier, 0, m.owner());
         range.set_window(start, end);
-        let t0 = Instant::<Monotonic>::now();
-        let g = loop {
-            if Self::deadline_passed(&t0) {
-                return Err(EBUSY);
-            }
-            range.read_begin();
-            let r = {
-                let g = mm.mmap_read_lock();
-                range.fault(&g)
-            };
-            match r {
-                Err(e) if e == EBUSY => continue,
-                Err(e) => return Err(e),
-                Ok(()) => {}
-            }
-            let g = m.lock.lock();
-            if range.read_retry() {
-                continue;
-            }
-            break g;
-        };
+        let g = Self::fault_validated(m, &mut range, |r| r.fault(&mm.mmap_read_lock()))?;
         for (slot, p) in perm.iter_mut().zip(range.pfns()) {
             *slot = Self::mkentry(m, p);
         }
