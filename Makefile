@@ -33,6 +33,9 @@ bench: ## Benchmark C vs Rust in one boot: table, out/bench/results.json and .pn
 repro: ## Reproduce the migrate_device_range() anon_vma use-after-free (KASAN), stock vs fixed.
 	$(SCRIPTS)/repro-anon-vma.sh
 
+repro-zap: ## Reproduce the zap_huge_pmd() double put of a device-private THP, stock vs fixed.
+	$(SCRIPTS)/repro-zap-pmd.sh
+
 toolchain: ## Install rustc-web, bindgen, libclang, qemu, build deps (idempotent).
 	$(SCRIPTS)/toolchain.sh
 
@@ -63,4 +66,4 @@ lint: ## shellcheck the scripts.
 clean: ## Remove out/ (the cache outside the repository stays).
 	rm -rf out
 
-.PHONY: help run check stress bench repro toolchain kernel-source kernel module tests initramfs vm report lint clean
+.PHONY: help run check stress bench repro repro-zap toolchain kernel-source kernel module tests initramfs vm report lint clean

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Usage: [KFLAVOR=normal|debug] [DRIVERS="c rust"] [SUITES=...] [ACCEL=auto|kvm|tcg]
-#        [VM_TIMEOUT=seconds] scripts/run-vm.sh [--help]
+#        [VM_TIMEOUT=seconds] [EXTRA_CMDLINE=...] scripts/run-vm.sh [--help]
 #
 # Boots the guest kernel with the initramfs of scripts/initramfs.sh, lets
 # qemu/init run the plan, and splits what the guest sends on its second serial
@@ -10,6 +10,8 @@
 # ACCEL=auto tries KVM first and falls back to TCG when the kernel does not
 # print its banner within 20 s. A guest that has not finished within
 # VM_TIMEOUT seconds (default 2400) is killed and the run reported as hung.
+# EXTRA_CMDLINE is appended to the guest kernel's command line (make
+# repro-zap passes oops=panic, so that an Oops ends the boot at once).
 # Exits 0 when the guest finished its plan (results may still hold failures),
 # 1 when it crashed or hung.
 set -euo pipefail
@@ -32,6 +34,7 @@ cmdline="console=ttyS0 panic=-1 loglevel=6 log_buf_len=16M memmap=$SPM_RESERVE"
 [ "$KFLAVOR" != debug ] || cmdline+=" kfence.sample_interval=10"
 # Every KASAN report, not only the first one.
 [ "$KFLAVOR" != kasan ] || cmdline+=" kasan_multi_shot"
+cmdline+=${EXTRA_CMDLINE:+ $EXTRA_CMDLINE}
 
 # Starts QEMU in the background; sets qemu_pid.
 start_qemu() {
