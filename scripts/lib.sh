@@ -170,8 +170,7 @@ suite_timeout() {
 
 # Arguments of a suite in the test command by flavor, before SUITE_ARGS: the
 # module cycling runs 5 cycles on the debug kernel under TCG; the fuzzer
-# runs 20 s without forked children (the open fork finding of README; on
-# the normal kernel selftests/expectations.txt excludes it for now).
+# runs 20 s without forked children (the open fork finding of README).
 # make stress, STRESS=1, runs their --long settings instead.
 suite_args() {
 	case "${STRESS:-0}:$KFLAVOR:$1" in
