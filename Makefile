@@ -34,7 +34,10 @@ repro: ## Reproduce the migrate_device_range() anon_vma use-after-free (KASAN), 
 	$(SCRIPTS)/repro-anon-vma.sh
 
 repro-zap: ## Reproduce the zap_huge_pmd() double put of a device-private THP, stock vs fixed.
-	$(SCRIPTS)/repro-zap-pmd.sh
+	$(SCRIPTS)/repro-kernel-bug.sh zap
+
+repro-split: ## Reproduce the split of a THP a forked child still PMD-maps, stock vs fixed.
+	$(SCRIPTS)/repro-kernel-bug.sh split
 
 toolchain: ## Install rustc-web, bindgen, libclang, qemu, build deps (idempotent).
 	$(SCRIPTS)/toolchain.sh
@@ -66,4 +69,4 @@ lint: ## shellcheck the scripts.
 clean: ## Remove out/ (the cache outside the repository stays).
 	rm -rf out
 
-.PHONY: help run check stress bench repro repro-zap toolchain kernel-source kernel module tests initramfs vm report lint clean
+.PHONY: help run check stress bench repro repro-zap repro-split toolchain kernel-source kernel module tests initramfs vm report lint clean

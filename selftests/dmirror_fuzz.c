@@ -57,11 +57,10 @@
  * patches/0003): garbage folio->mapping in the rmap walk of
  * __migrate_device_finalize(), "Bad rss-counter state" at a child's exit.
  * That was the "fork finding" of the base variant, whose aligned arena
- * made device THPs of empty slots. With the fix, the THP variant and the
- * coherent devices still Oops now and then with the signature of a second
+ * made device THPs of empty slots. The THP variant also hits a second
  * kernel bug: migrate_vma_pages() splitting a THP that a forked child
- * still PMD-maps (README; selftests/dmirror_fork_split). The C driver
- * skips the THP variant.
+ * still PMD-maps (README; selftests/dmirror_fork_split; patches/0004).
+ * With both fixes it ran clean. The C driver skips the THP variant.
  *
  * HMM_DMIRROR_RELEASE runs alone: it takes a lock that every other
  * operation (ioctl, mm operation, fork and its child's life) holds shared.
@@ -988,7 +987,7 @@ FIXTURE_SETUP(fuzz)
 	if (variant->thp && fz.is_c)
 		SKIP(return, "C driver: device-private THPs under forks and mm churn Oops (remove_migration_ptes, garbage folio->mapping; see expectations.txt)");
 	if (variant->thp && !opt_thp)
-		SKIP(return, "device-private THPs under forks and mm churn Oops both drivers on 7.3.4 (kernel bugs: zap_huge_pmd(), patches/0003, and the split of a THP a forked child still maps, dmirror_fork_split; README); runs with --thp or --long (make stress)");
+		SKIP(return, "device-private THPs under forks and mm churn Oops both drivers on 7.3.4 (kernel bugs fixed by patches/0003 and 0004, README); runs with --thp or --long (make stress)");
 	for (d = 0; d < NDEV; d++)
 		fz.fds[d] = -1;
 	fz.fds[0] = dm_open(0);
