@@ -35,8 +35,10 @@
  * <- the chunk eviction): the kernel bug of README, "Kernel bug:
  * zap_huge_pmd() puts a device-private folio behind a migration entry"
  * (patches/0003; selftests/dmirror_zap_race reproduces it). The two
- * order-0 workers share device 0 and race that way. It runs last and waits
- * for the workers with a timeout (an Oopsed worker never exits).
+ * order-0 workers share device 0: one's close evicts the other's pages
+ * while it exits, with PTE migration entries, which the kernel handles.
+ * It runs last and waits for the workers with a timeout (an Oopsed worker
+ * never exits).
  */
 #define _GNU_SOURCE
 #include <errno.h>
