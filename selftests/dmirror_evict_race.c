@@ -49,14 +49,6 @@ struct unmapper {
 	unsigned long unmapped_us;	/* all unmapped, from the barrier */
 };
 
-static unsigned long now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000UL + ts.tv_nsec / 1000;
-}
-
 /* 'npages' anonymous pages with an anon_vma of their own: a hole on each side. */
 static char *isolated_range(unsigned long npages)
 {
@@ -82,13 +74,13 @@ static void *unmap_thread(void *arg)
 	unsigned long t0;
 
 	pthread_barrier_wait(&u->go);
-	t0 = now_us();
+	t0 = dm_now_us();
 	nanosleep(&ts, NULL);
 	munmap(u->buf, BUF_PAGES * DM_PAGE_SIZE);
-	u->buf_unmapped_us = now_us() - t0;
+	u->buf_unmapped_us = dm_now_us() - t0;
 	for (int i = 0; i < 2 * NSMALL; i++)
 		munmap(u->small[i], DM_PAGE_SIZE);
-	u->unmapped_us = now_us() - t0;
+	u->unmapped_us = dm_now_us() - t0;
 	return NULL;
 }
 
@@ -182,10 +174,10 @@ TEST_F_TIMEOUT(race, evict_vs_munmap, 1800)
 		ASSERT_EQ(0, pthread_barrier_init(&u.go, NULL, 2));
 		ASSERT_EQ(0, pthread_create(&t, NULL, unmap_thread, &u));
 		pthread_barrier_wait(&u.go);
-		t0 = now_us();
+		t0 = dm_now_us();
 		/* The release evicts every device page of device 0. */
 		close(fd2);
-		evict_us = now_us() - t0;
+		evict_us = dm_now_us() - t0;
 		last_evict_us = evict_us;
 		pthread_join(t, NULL);
 		pthread_barrier_destroy(&u.go);

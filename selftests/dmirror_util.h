@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -58,6 +59,15 @@ static inline int dm_driver_is_c(void)
 	"lib/test_hmm.c Oopses here: dmirror_do_fault() stores the device page " \
 	"hmm_range_fault() reports for its own device, dmirror_do_read() then " \
 	"copies from it (selftests/expectations.txt)"
+
+/* CLOCK_MONOTONIC in microseconds. */
+static inline unsigned long dm_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000UL + ts.tv_nsec / 1000;
+}
 
 static inline int dm_open(int dev)
 {
