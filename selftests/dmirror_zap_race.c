@@ -50,14 +50,6 @@ struct unmapper {
 	unsigned long done_us[NUNMAP];	/* when each munmap() returned */
 };
 
-static unsigned long now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000UL + ts.tv_nsec / 1000;
-}
-
 static void *unmap_thps(void *arg)
 {
 	struct unmapper *u = arg;
@@ -67,7 +59,7 @@ static void *unmap_thps(void *arg)
 	for (int i = 0; i < NUNMAP; i++) {
 		if (munmap(u->thp[i], DM_TWOMEG))
 			u->failed = errno;
-		u->done_us[i] = now_us();
+		u->done_us[i] = dm_now_us();
 		usleep(100);
 	}
 	return NULL;
@@ -143,9 +135,9 @@ TEST_F_TIMEOUT(zap, unmap_thps_during_eviction, 1200)
 		ASSERT_EQ(0, pthread_create(&t, NULL, unmap_thps, &u));
 		pthread_barrier_wait(&u.go);
 		/* The last close of evict_fd: its release evicts device 0. */
-		t0 = now_us();
+		t0 = dm_now_us();
 		close(evict_fd);
-		t1 = now_us();
+		t1 = dm_now_us();
 		ASSERT_EQ(0, pthread_join(t, NULL));
 		pthread_barrier_destroy(&u.go);
 		unmap_failed += u.failed != 0;
@@ -164,8 +156,8 @@ TEST_F_TIMEOUT(zap, unmap_thps_during_eviction, 1200)
 	munmap(out, THP_PAGES * DM_PAGE_SIZE);
 	TH_LOG("%lu of %u munmap()s returned while the eviction ran", inside,
 	       opt_rounds * NUNMAP);
-	EXPECT_EQ(0, unmap_failed);
-	EXPECT_EQ(0, kept_bad);
+	EXPECT_EQ(0UL, unmap_failed);
+	EXPECT_EQ(0UL, kept_bad);
 }
 
 int main(int argc, char **argv)
