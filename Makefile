@@ -14,7 +14,7 @@ SCRIPTS := $(CURDIR)/scripts
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo
-	@echo "Variables: KSRC=/path/to/linux  PATCHES=\"a.patch b.mbox\"  KFLAVOR=normal|debug|kasan"
+	@echo "Variables: KSRC=/path/to/linux  PATCHES=\"a.patch b.mbox\"  KFLAVOR=normal|debug|kasan|profile"
 	@echo "           DRIVERS=\"c rust\"  SUITES=\"hmm-tests dmirror_abi\"  ACCEL=auto|kvm|tcg"
 	@echo "           HMM_CACHE (default ~/.cache/hmm-dmirror-rs)  OUT (default ./out)"
 
@@ -29,6 +29,9 @@ stress: ## Reliability: fuzzer, fault injection, module cycling, long runs (debu
 
 bench: ## Benchmark C vs Rust in one boot: table, out/bench/results.json and .png.
 	$(SCRIPTS)/bench.sh
+
+profile: ## perf in the guest: where C and Rust spend the benchmark's time, side by side.
+	$(SCRIPTS)/profile.sh
 
 repro: ## Reproduce the migrate_device_range() anon_vma use-after-free (KASAN), stock vs fixed.
 	$(SCRIPTS)/repro-anon-vma.sh
@@ -69,4 +72,4 @@ lint: ## shellcheck the scripts.
 clean: ## Remove out/ (the cache outside the repository stays).
 	rm -rf out
 
-.PHONY: help run check stress bench repro repro-zap repro-split toolchain kernel-source kernel module tests initramfs vm report lint clean
+.PHONY: help run check stress bench profile repro repro-zap repro-split toolchain kernel-source kernel module tests initramfs vm report lint clean

@@ -12,6 +12,9 @@
 #  - COHERENT=1 (default): load the drivers with spm_addr_dev0/1 inside the
 #    RAM that scripts/run-vm.sh reserves with memmap=, so that the
 #    device-coherent /dev/hmm_dmirror2 and 3 exist. COHERENT=0: private only.
+#  - PROFILE_TESTS="a,b" (scripts/profile.sh): every suite runs under
+#    qemu/profile-run, once per test with --only <test>, and the host's perf
+#    (with its shared libraries) goes into the image.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -32,6 +35,20 @@ for applet in $(/bin/busybox --list); do
 	[ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done
 install -m 0755 "$REPO_ROOT/qemu/init" "$root/init"
+
+# perf and the libraries it links, at the paths the dynamic loader expects.
+wrapper=
+if [ -n "${PROFILE_TESTS:-}" ]; then
+	perf=$(command -v perf) || die "PROFILE_TESTS needs perf on the host (Debian: linux-perf)"
+	perf=$(realpath "$perf")
+	install -D -m 0755 "$perf" "$root/bin/perf"
+	ldd "$perf" | awk '/=> \// { print $3 } /^[[:space:]]*\/[^ ]*ld-linux/ { print $1 }' |
+		while read -r lib; do
+			install -D -m 0755 "$lib" "$root$lib"
+		done
+	install -m 0755 "$REPO_ROOT/qemu/profile-run" "$root/bin/profile-run"
+	wrapper="/bin/profile-run $PROFILE_TESTS "
+fi
 
 params=
 [ "$COHERENT" = 0 ] || params="spm_addr_dev0=$SPM_ADDR_DEV0 spm_addr_dev1=$SPM_ADDR_DEV1"
@@ -63,7 +80,7 @@ for suite in $SUITES; do
 	# report shows each as a skip with the reason. make stress (STRESS=1)
 	# runs exactly what the test command leaves out: no exclusions.
 	if [ "${STRESS:-0}" = 1 ]; then
-		echo "suite $suite $(suite_timeout "$suite") /bin/$suite ${SUITE_ARGS:-}" >>"$plan"
+		echo "suite $suite $(suite_timeout "$suite") $wrapper/bin/$suite ${SUITE_ARGS:-}" >>"$plan"
 		continue
 	fi
 	if awk -F'|' -v flavor="$KFLAVOR" -v suite="$suite" '
@@ -79,7 +96,7 @@ for suite in $SUITES; do
 		$5 == "exclude" && ($2 == "*" || $2 == flavor) && $3 == suite && $4 != "*" { printf " -T %s", $4 }
 		' "$REPO_ROOT/selftests/expectations.txt")
 	args=$(suite_args "$suite")
-	echo "suite $suite $(suite_timeout "$suite") /bin/$suite${excluded}${args:+ $args} ${SUITE_ARGS:-}" >>"$plan"
+	echo "suite $suite $(suite_timeout "$suite") $wrapper/bin/$suite${excluded}${args:+ $args} ${SUITE_ARGS:-}" >>"$plan"
 done
 
 image=$OUT/$KFLAVOR/initramfs.cpio.gz

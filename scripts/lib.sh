@@ -88,8 +88,9 @@ maybe_help() {
 #
 # KSRC: a user's own kernel tree (default: Debian's linux-source package,
 # unpacked into the cache). PATCHES: space-separated patch files applied, in
-# order, to a copy of that tree. KFLAVOR: normal, debug or kasan (C only)
-# (config fragment qemu/kernel-$KFLAVOR.config on top of qemu/kernel.config).
+# order, to a copy of that tree. KFLAVOR: normal, debug, kasan (C only) or
+# profile (perf events, make profile) (config fragment
+# qemu/kernel-$KFLAVOR.config on top of qemu/kernel.config).
 KSRC=${KSRC:-}
 PATCHES=${PATCHES:-}
 KFLAVOR=${KFLAVOR:-normal}

@@ -17,7 +17,7 @@ cd "$REPO_ROOT"
 failed=0
 
 log "shellcheck"
-shellcheck -x scripts/*.sh qemu/init .ci/run || failed=1
+shellcheck -x scripts/*.sh qemu/init qemu/profile-run .ci/run || failed=1
 
 log "checkpatch"
 mapfile -t c_files < <(git ls-files '*.c' '*.h')
@@ -27,7 +27,7 @@ for f in "${c_files[@]}"; do
 done
 
 log "python"
-python3 -m py_compile scripts/report.py bench/bench_report.py || failed=1
+python3 -m py_compile scripts/report.py bench/bench_report.py bench/profile_report.py || failed=1
 
 mapfile -t rs_files < <(git ls-files '*.rs')
 if [ ${#rs_files[@]} -gt 0 ]; then

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""The side-by-side profile of make profile (scripts/profile.sh).
+
+Reads the '# PERF <test> <view> <perf report line>' lines that
+qemu/profile-run left in RESULTS/<driver>/dmirror_bench.tap and prints, per
+benchmark test, the symbols with the largest share of the samples, one
+column pair per driver: 'self' (where the samples landed) and 'children'
+(callees included), and the share of the samples in the driver module's
+own code. Writes the parsed profiles as JSON with --json.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+# perf report -q -n --sort dso,sym: '  12.34%  1234  [kernel.kallsyms]  [k] sym'
+# (--children: two percentages, children then self).
+LINE = re.compile(
+    r"^\s*(?P<pcts>(?:[\d.]+%\s+)+)(?P<samples>\d+)\s+(?P<dso>\S+)\s+\[(?P<kind>.)\]\s+(?P<sym>.+?)\s*$"
+)
+# The modules of the two drivers.
+MODULES = ("[test_hmm]", "[hmm_dmirror_rs]")
+
+
+def demangle(names):
+    """{name: readable name}: Rust v0 symbols through c++filt (binutils), crate hashes dropped."""
+    out = {n: n for n in names}
+    rust = sorted(n for n in names if n.startswith("_R"))
+    if rust and shutil.which("c++filt"):
+        res = subprocess.run(
+            ["c++filt"], input="\n".join(rust) + "\n", capture_output=True, text=True, check=False
+        )
+        lines = res.stdout.splitlines()
+        if res.returncode == 0 and len(lines) == len(rust):
+            for n, d in zip(rust, lines):
+                out[n] = re.sub(r"\[[0-9a-f]{16}\]", "", d)
+    return out
+
+
+def parse(tap):
+    """{test: {view: [{sym, dso, pct, self_pct, samples}]}} of one driver."""
+    prof = {}
+    with open(tap, errors="replace") as f:
+        for line in f:
+            if not line.startswith("# PERF "):
+                continue
+            parts = line.rstrip("\n").split(" ", 4)
+            if len(parts) < 5:
+                continue
+            test, view, rest = parts[2], parts[3], parts[4]
+            m = LINE.match(rest)
+            if not m:
+                continue
+            pcts = [float(p.rstrip("%")) for p in m.group("pcts").split()]
+            prof.setdefault(test, {}).setdefault(view, []).append(
+                {
+                    "sym": m.group("sym"),
+                    "dso": m.group("dso"),
+                    "pct": pcts[0],
+                    "self_pct": pcts[-1],
+                    "samples": int(m.group("samples")),
+                }
+            )
+    return prof
+
+
+def table(test, view, drivers, profs, top):
+    """Rows of one test and view: the top symbols of any driver ('children':
+    only the drivers' own functions, whose callees' time it includes)."""
+    shares = {}
+    for d in drivers:
+        for e in profs[d].get(test, {}).get(view, []):
+            if view == "children" and e["dso"] not in MODULES:
+                continue
+            # Both drivers' module code is one row: 'driver module'.
+            sym = e["sym"]
+            key = (e["dso"] if e["dso"] not in MODULES else "[module]", sym)
+            shares.setdefault(key, {})[d] = e["pct"]
+    keys = sorted(shares, key=lambda k: -max(shares[k].values()))[:top]
+    what = "samples" if view == "self" else "samples under the driver's functions"
+    lines = [f"{test}, {view} (% of the {what} of the run)"]
+    head = f"  {'symbol':<72} {'dso':<18}" + "".join(f" {d:>8}" for d in drivers)
+    lines.append(head)
+    for dso, sym in keys:
+        cells = "".join(
+            f" {shares[(dso, sym)].get(d, 0.0):>7.2f}%" for d in drivers
+        )
+        name = sym if len(sym) <= 72 else "..." + sym[-69:]
+        lines.append(f"  {name:<72} {dso[:18]:<18}{cells}")
+    return lines
+
+
+def module_share(prof, test):
+    """Self samples in the driver module's own code, in % of the run."""
+    return sum(
+        e["pct"] for e in prof.get(test, {}).get("self", []) if e["dso"] in MODULES
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", help="OUT/profile/results")
+    ap.add_argument("--json", help="write the parsed profiles here")
+    ap.add_argument("--top", type=int, default=25, help="rows per table")
+    args = ap.parse_args()
+
+    drivers = sorted(
+        d
+        for d in os.listdir(args.results)
+        if os.path.isfile(os.path.join(args.results, d, "dmirror_bench.tap"))
+    )
+    if not drivers:
+        print(f"no dmirror_bench.tap under {args.results}", file=sys.stderr)
+        return 1
+    profs = {d: parse(os.path.join(args.results, d, "dmirror_bench.tap")) for d in drivers}
+    names = demangle(
+        {e["sym"] for p in profs.values() for t in p.values() for v in t.values() for e in v}
+    )
+    for p in profs.values():
+        for t in p.values():
+            for v in t.values():
+                for e in v:
+                    e["sym"] = names[e["sym"]]
+    tests = sorted({t for p in profs.values() for t in p})
+    if not tests:
+        print("no '# PERF' lines: did perf run in the guest?", file=sys.stderr)
+        return 1
+    for test in tests:
+        for view in ("self", "children"):
+            print("\n".join(table(test, view, drivers, profs, args.top)))
+            print()
+        shares = ", ".join(f"{d} {module_share(profs[d], test):.1f}%" for d in drivers)
+        print(f"{test}: self samples in the driver module's own code: {shares}")
+        print()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(profs, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
