@@ -602,7 +602,7 @@ impl Mirror {
                 };
                 // SAFETY: `k` is below the size of the source folio.
                 let src_page = unsafe { spage.nth(k) };
-                self.table.erase(addr >> PAGE_SHIFT);
+                // The table entry went with the first loop (the C driver erases it here).
                 addr += PAGE_SIZE;
                 // SAFETY: Both pages are alive (ours, and the migration's locked source).
                 unsafe { dst_page.copy_from(src_page) };
