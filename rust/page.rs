@@ -89,14 +89,22 @@ impl PageRef {
         unsafe { bindings::dmirror_page_to_pfn(self.as_ptr()) as usize }
     }
 
-    /// The page `n` pages after this one in the memmap.
+    /// The page `n` pages after this one, the memmap entry of `self.pfn() + n`,
+    /// by pointer arithmetic as `folio_page()` does (no call into C: this runs
+    /// once per page of every migration, and `pfn_to_page(page_to_pfn() + n)`
+    /// through the helpers cost two calls each time).
     ///
     /// # Safety
     ///
-    /// `self.pfn() + n` must be a valid pfn (e.g. a page of the same folio or chunk).
+    /// This page and the `n` after it must lie in one folio, or in one naturally
+    /// aligned block of at most [`HPAGE_PMD_NR`](crate::devmem::HPAGE_PMD_NR) pages
+    /// of a chunk: the memmap of either is contiguous (the kernel relies on that
+    /// for folios; a PMD-aligned block never crosses a memory section).
     pub(crate) unsafe fn nth(self, n: usize) -> Self {
-        // SAFETY: The caller guarantees the pfn is valid; `pfn_to_page` never returns NULL.
-        unsafe { Self::from_pfn(self.pfn() + n) }.unwrap_or(self)
+        // SAFETY: The caller guarantees that the `n` entries after `self` are in the same
+        // contiguous memmap range, so the result is in bounds of it (and not NULL).
+        // INVARIANT: That entry is a memmap page of the same folio or chunk.
+        Self(unsafe { self.0.add(n) })
     }
 
     /// The folio this page belongs to.
