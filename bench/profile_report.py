@@ -4,10 +4,11 @@
 
 Reads the '# PERF <test> <view> <perf report line>' lines that
 qemu/profile-run left in RESULTS/<driver>/dmirror_bench.tap and prints, per
-benchmark test, the symbols with the largest share of the samples, one
-column pair per driver: 'self' (where the samples landed) and 'children'
-(callees included), and the share of the samples in the driver module's
-own code. Writes the parsed profiles as JSON with --json.
+benchmark test and one column per driver: the samples per binary (kernel,
+driver module, the program), the symbols with the largest share of the
+samples ('self': where they landed; 'children': the drivers' own
+functions, callees included), and the share of the samples in the driver
+module's own code. Writes the parsed profiles as JSON with --json.
 """
 
 import argparse
@@ -23,6 +24,8 @@ import sys
 LINE = re.compile(
     r"^\s*(?P<pcts>(?:[\d.]+%\s+)+)(?P<samples>\d+)\s+(?P<dso>\S+)\s+\[(?P<kind>.)\]\s+(?P<sym>.+?)\s*$"
 )
+# perf report -q -n --sort dso: '  65.43%  5432  [kernel.kallsyms]'
+DSO_LINE = re.compile(r"^\s*(?P<pct>[\d.]+)%\s+(?P<samples>\d+)\s+(?P<dso>\S+)\s*$")
 # The modules of the two drivers.
 MODULES = ("[test_hmm]", "[hmm_dmirror_rs]")
 
@@ -53,6 +56,17 @@ def parse(tap):
             if len(parts) < 5:
                 continue
             test, view, rest = parts[2], parts[3], parts[4]
+            if view == "dso":
+                m = DSO_LINE.match(rest)
+                if m:
+                    prof.setdefault(test, {}).setdefault(view, []).append(
+                        {
+                            "dso": m.group("dso"),
+                            "pct": float(m.group("pct")),
+                            "samples": int(m.group("samples")),
+                        }
+                    )
+                continue
             m = LINE.match(rest)
             if not m:
                 continue
@@ -95,6 +109,31 @@ def table(test, view, drivers, profs, top):
     return lines
 
 
+def dso_table(test, drivers, profs):
+    """Samples per binary and in all: the one view whose counts add up."""
+    rows = {}
+    totals = {}
+    for d in drivers:
+        entries = profs[d].get(test, {}).get("dso", [])
+        totals[d] = sum(e["samples"] for e in entries)
+        for e in entries:
+            dso = e["dso"] if e["dso"] not in MODULES else "[driver module]"
+            rows.setdefault(dso, {})[d] = e["samples"]
+    if not rows:
+        return []
+    lines = [f"{test}, samples per binary (count, % of the driver's run)"]
+    lines.append(f"  {'binary':<40}" + "".join(f" {d:>16}" for d in drivers))
+    for dso in sorted(rows, key=lambda k: -max(rows[k].values())):
+        cells = ""
+        for d in drivers:
+            n = rows[dso].get(d, 0)
+            pct = 100.0 * n / totals[d] if totals[d] else 0.0
+            cells += f" {n:>8} ({pct:4.1f}%)"
+        lines.append(f"  {dso[:40]:<40}{cells}")
+    lines.append(f"  {'in all':<40}" + "".join(f" {totals[d]:>8}        " for d in drivers))
+    return lines
+
+
 def module_share(prof, test):
     """Self samples in the driver module's own code, in % of the run."""
     return sum(
@@ -119,18 +158,23 @@ def main():
         return 1
     profs = {d: parse(os.path.join(args.results, d, "dmirror_bench.tap")) for d in drivers}
     names = demangle(
-        {e["sym"] for p in profs.values() for t in p.values() for v in t.values() for e in v}
+        {e["sym"] for p in profs.values() for t in p.values() for v in t.values() for e in v if "sym" in e}
     )
     for p in profs.values():
         for t in p.values():
             for v in t.values():
                 for e in v:
-                    e["sym"] = names[e["sym"]]
+                    if "sym" in e:
+                        e["sym"] = names[e["sym"]]
     tests = sorted({t for p in profs.values() for t in p})
     if not tests:
         print("no '# PERF' lines: did perf run in the guest?", file=sys.stderr)
         return 1
     for test in tests:
+        dso = dso_table(test, drivers, profs)
+        if dso:
+            print("\n".join(dso))
+            print()
         for view in ("self", "children"):
             print("\n".join(table(test, view, drivers, profs, args.top)))
             print()
