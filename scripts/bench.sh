@@ -62,20 +62,7 @@ status=0
 "$REPO_ROOT/scripts/run-vm.sh" || status=1
 
 results=$OUT/$KFLAVOR/results
-for tap in "$results"/*/dmirror_bench.tap; do
-	[ -f "$tap" ] || continue
-	rc=$(sed 's/^rc=//' "${tap%.tap}.rc" 2>/dev/null || echo missing)
-	if [ "$rc" != 0 ] || grep -q '^not ok' "$tap"; then
-		log "round $(basename "$(dirname "$tap")") failed (rc=$rc):"
-		grep -E '^(not ok|# )' "$tap" | grep -v '^# BENCH ' | head -n 20 >&2 || true
-		status=1
-	fi
-done
-for f in "$results"/*/insmod.tap; do
-	[ -f "$f" ] || continue
-	log "round $(basename "$(dirname "$f")"): insmod failed: $(head -n 3 "$f")"
-	status=1
-done
+bench_rounds_ok "$results" || status=1
 
 mkdir -p "$OUT/bench"
 "$python" "$REPO_ROOT/bench/bench_report.py" "$results" \

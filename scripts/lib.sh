@@ -179,3 +179,27 @@ suite_args() {
 	0:*:dmirror_fuzz) echo "--time 20" ;;
 	esac
 }
+
+# --- Benchmark rounds --------------------------------------------------------
+#
+# Whether every dmirror_bench round in the results folder $1 (scripts/bench.sh,
+# scripts/profile.sh) ran: the driver loaded, exit status 0, no 'not ok'.
+# Says which round failed and how; returns 1 then.
+bench_rounds_ok() {
+	local results=$1 tap rc f ok=0
+	for tap in "$results"/*/dmirror_bench.tap; do
+		[ -f "$tap" ] || continue
+		rc=$(sed 's/^rc=//' "${tap%.tap}.rc" 2>/dev/null || echo missing)
+		if [ "$rc" != 0 ] || grep -q '^not ok' "$tap"; then
+			log "round $(basename "$(dirname "$tap")") failed (rc=$rc):"
+			grep -E '^(not ok|# )' "$tap" | grep -v -e '^# BENCH ' -e '^# PERF ' | head -n 20 >&2 || true
+			ok=1
+		fi
+	done
+	for f in "$results"/*/insmod.tap; do
+		[ -f "$f" ] || continue
+		log "round $(basename "$(dirname "$f")"): insmod failed: $(head -n 3 "$f")"
+		ok=1
+	done
+	return "$ok"
+}

@@ -36,13 +36,7 @@ log "profiling $PROFILE_TESTS for drivers $DRIVERS (VM timeout ${VM_TIMEOUT}s)"
 status=0
 "$REPO_ROOT/scripts/run-vm.sh" || status=1
 results=$OUT/$KFLAVOR/results
-for rc in "$results"/*/dmirror_bench.rc; do
-	[ -f "$rc" ] || continue
-	[ "$(cat "$rc")" = rc=0 ] || {
-		log "$(basename "$(dirname "$rc")"): the profiled run failed ($(cat "$rc"))"
-		status=1
-	}
-done
+bench_rounds_ok "$results" || status=1
 mkdir -p "$OUT/profile"
 python3 "$REPO_ROOT/bench/profile_report.py" "$results" \
 	--json "$OUT/profile/profile.json" | tee "$OUT/profile/profile.txt" || status=1
