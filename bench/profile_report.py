@@ -5,10 +5,10 @@
 Reads the '# PERF <test> <view> <perf report line>' lines that
 qemu/profile-run left in RESULTS/<driver>/dmirror_bench.tap and prints, per
 benchmark test and one column per driver: the samples per binary (kernel,
-driver module, the program), the symbols with the largest share of the
-samples ('self': where they landed; 'children': the drivers' own
-functions, callees included), and the share of the samples in the driver
-module's own code. Writes the parsed profiles as JSON with --json.
+driver module, the program: the driver's share of the run), and the
+symbols with the largest share of the samples ('self': where they landed;
+'children': the drivers' own functions, callees included). Writes the
+parsed profiles as JSON with --json.
 """
 
 import argparse
@@ -134,13 +134,6 @@ def dso_table(test, drivers, profs):
     return lines
 
 
-def module_share(prof, test):
-    """Self samples in the driver module's own code, in % of the run."""
-    return sum(
-        e["pct"] for e in prof.get(test, {}).get("self", []) if e["dso"] in MODULES
-    )
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", help="OUT/profile/results")
@@ -157,15 +150,12 @@ def main():
         print(f"no dmirror_bench.tap under {args.results}", file=sys.stderr)
         return 1
     profs = {d: parse(os.path.join(args.results, d, "dmirror_bench.tap")) for d in drivers}
-    names = demangle(
-        {e["sym"] for p in profs.values() for t in p.values() for v in t.values() for e in v if "sym" in e}
-    )
-    for p in profs.values():
-        for t in p.values():
-            for v in t.values():
-                for e in v:
-                    if "sym" in e:
-                        e["sym"] = names[e["sym"]]
+    entries = [
+        e for p in profs.values() for t in p.values() for v in t.values() for e in v if "sym" in e
+    ]
+    names = demangle({e["sym"] for e in entries})
+    for e in entries:
+        e["sym"] = names[e["sym"]]
     tests = sorted({t for p in profs.values() for t in p})
     if not tests:
         print("no '# PERF' lines: did perf run in the guest?", file=sys.stderr)
@@ -178,9 +168,6 @@ def main():
         for view in ("self", "children"):
             print("\n".join(table(test, view, drivers, profs, args.top)))
             print()
-        shares = ", ".join(f"{d} {module_share(profs[d], test):.1f}%" for d in drivers)
-        print(f"{test}: self samples in the driver module's own code: {shares}")
-        print()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(profs, f, indent=1)
