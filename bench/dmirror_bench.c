@@ -56,6 +56,7 @@ struct params {
 	unsigned long cont_size;	/* range of the contention test */
 	double cont_time;		/* seconds per contention run */
 	int cont_reps;
+	int fixed_iters;		/* iterations per repetition, 0: timed */
 };
 
 static struct params prm;
@@ -266,11 +267,17 @@ static double snapshot_frac(int fd, struct region *b, unsigned char *snap,
 	return (double)hit / n;
 }
 
-/* How many round trips make a repetition of about prm.rep_time seconds. */
+/*
+ * How many round trips make a repetition of about prm.rep_time seconds, or
+ * the fixed number of --iters (the same work for every driver, so that the
+ * sample counts of two profiles compare).
+ */
 static int iterations_for(double one)
 {
 	double n = one > 0 ? prm.rep_time / one : 1;
 
+	if (prm.fixed_iters)
+		return prm.fixed_iters;
 	if (n < 1)
 		return 1;
 	return n > 10000 ? 10000 : (int)n;
@@ -1031,12 +1038,15 @@ static void report(const char *name, int fd0, int fd1, int (*fn)(int, int))
 
 static void usage(const char *argv0)
 {
-	printf("Usage: %s [--full] [--max-mib N] [--time-scale F] [--only TEST]\n"
+	printf("Usage: %s [--full] [--max-mib N] [--time-scale F] [--iters N]\n"
+	       "       [--only TEST]\n"
 	       "Benchmarks /dev/hmm_dmirror0 and 1 (test_hmm or its port).\n"
 	       "No arguments: a KTAP smoke run of a few seconds.\n"
 	       "--full: the whole benchmark, figures as '# BENCH {json}' lines.\n"
 	       "--max-mib N: largest migration buffer in MiB (default 256).\n"
 	       "--time-scale F: scale every repetition's duration by F.\n"
+	       "--iters N: N iterations per repetition of the migrate, mirror and\n"
+	       "  memcpy tests instead of a timed number (fixed work, for profiles).\n"
 	       "--only TEST: run only that test (the others are skipped).\n",
 	       argv0);
 }
@@ -1068,6 +1078,12 @@ int main(int argc, char **argv)
 			prm.max_size = strtoul(argv[++i], NULL, 0) << 20;
 		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
 			only = argv[++i];
+		} else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
+			prm.fixed_iters = atoi(argv[++i]);
+			if (prm.fixed_iters < 1 || prm.fixed_iters > 10000) {
+				usage(argv[0]);
+				return KSFT_FAIL;
+			}
 		} else if (!strcmp(argv[i], "--time-scale") && i + 1 < argc) {
 			scale = strtod(argv[++i], NULL);
 		} else {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Usage: [PROFILE_TESTS=migrate,fault_latency,read_write_snapshot]
+#        [PROFILE_ARGS="--iters 3 --max-mib 64"]
 #        [DRIVERS="c rust"] [OUT=out] [ACCEL=auto|kvm|tcg] scripts/profile.sh [--help]
 #
 # make profile: where each driver spends its time in the benchmark. Boots
@@ -11,6 +12,10 @@
 # each driver, then bench/profile_report.py prints, per test, the symbols
 # with the largest share of samples side by side for C and Rust, and
 # writes OUT/profile/profile.json and OUT/profile/profile.txt.
+# PROFILE_ARGS go to the benchmark after --full; the default fixes the work
+# (iterations per repetition, not a duration), so that the two drivers'
+# sample counts compare directly: fewer samples, less time for the same work
+# (PROFILE_ARGS= profiles the timed repetitions of make bench instead).
 # Installs linux-perf when perf is missing. Exits 1 when the guest crashed
 # or hung or a profiled run failed.
 set -euo pipefail
@@ -22,7 +27,8 @@ maybe_help "$0" "$@"
 
 PROFILE_TESTS=${PROFILE_TESTS:-migrate,fault_latency,read_write_snapshot}
 DRIVERS=${DRIVERS:-c rust}
-export PROFILE_TESTS DRIVERS SUITES=dmirror_bench SUITE_ARGS=--full
+PROFILE_ARGS=${PROFILE_ARGS-"--iters 3 --max-mib 64"}
+export PROFILE_TESTS DRIVERS SUITES=dmirror_bench SUITE_ARGS="--full $PROFILE_ARGS"
 read -r -a rounds <<<"$DRIVERS"
 export VM_TIMEOUT=${VM_TIMEOUT:-$((${#rounds[@]} * 900 + 300))}
 
