@@ -61,6 +61,7 @@ struct params {
 
 static struct params prm;
 static const char *only;
+static const char *only_variant;	/* migrate: "4k" or "thp" only */
 static long page_size;
 static const char *driver_name = "?";
 
@@ -399,9 +400,11 @@ static int bench_migrate(int fd)
 	for (i = 0; i < NSIZES && sizes[i] <= prm.max_size; i++) {
 		if (!prm.full && sizes[i] != (64UL << 10) && sizes[i] != TWO_MB)
 			continue;
-		ret |= bench_migrate_one(fd, sizes[i], false);
+		if (!only_variant || !strcmp(only_variant, "4k"))
+			ret |= bench_migrate_one(fd, sizes[i], false);
 		/* Below 2 MiB there is no THP: the same as 4k. */
-		if (sizes[i] >= TWO_MB)
+		if (sizes[i] >= TWO_MB &&
+		    (!only_variant || !strcmp(only_variant, "thp")))
 			ret |= bench_migrate_one(fd, sizes[i], true);
 	}
 	return ret;
@@ -1039,7 +1042,7 @@ static void report(const char *name, int fd0, int fd1, int (*fn)(int, int))
 static void usage(const char *argv0)
 {
 	printf("Usage: %s [--full] [--max-mib N] [--time-scale F] [--iters N]\n"
-	       "       [--only TEST]\n"
+	       "       [--only TEST] [--variant 4k|thp]\n"
 	       "Benchmarks /dev/hmm_dmirror0 and 1 (test_hmm or its port).\n"
 	       "No arguments: a KTAP smoke run of a few seconds.\n"
 	       "--full: the whole benchmark, figures as '# BENCH {json}' lines.\n"
@@ -1047,7 +1050,9 @@ static void usage(const char *argv0)
 	       "--time-scale F: scale every repetition's duration by F.\n"
 	       "--iters N: N iterations per repetition of the migrate, mirror and\n"
 	       "  memcpy tests instead of a timed number (fixed work, for profiles).\n"
-	       "--only TEST: run only that test (the others are skipped).\n",
+	       "--only TEST: run only that test (the others are skipped).\n"
+	       "--variant 4k|thp: migrate only MADV_NOHUGEPAGE or MADV_HUGEPAGE\n"
+	       "  buffers.\n",
 	       argv0);
 }
 
@@ -1078,6 +1083,9 @@ int main(int argc, char **argv)
 			prm.max_size = strtoul(argv[++i], NULL, 0) << 20;
 		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
 			only = argv[++i];
+		} else if (!strcmp(argv[i], "--variant") && i + 1 < argc &&
+			   (!strcmp(argv[i + 1], "4k") || !strcmp(argv[i + 1], "thp"))) {
+			only_variant = argv[++i];
 		} else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
 			prm.fixed_iters = atoi(argv[++i]);
 			if (prm.fixed_iters < 1 || prm.fixed_iters > 10000) {
