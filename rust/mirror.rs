@@ -88,8 +88,15 @@ impl Drop for MigratingGuard<'_> {
 /// For reads it starts empty and `do_read` appends page after page (so it
 /// holds exactly the `cpages` pages read so far, never uninitialised bytes);
 /// for writes it is filled from user space first.
+///
+/// It is `vmalloc()` memory of order-0 pages, as the C driver's. A `KVVec`
+/// (`kvmalloc()`) takes high-order pages for it: `kmalloc()` up to 4 MiB, and
+/// a huge-page `vmalloc()` (order 9) from 2 MiB. Those competed with the THP
+/// allocations of the migration (user THPs, the device pages' order-9 backing
+/// folios) and made THP migration to the device of 256 MiB half as fast as
+/// the C driver's (`make bench`, README).
 struct Bounce {
-    buf: KVVec<u8>,
+    buf: VVec<u8>,
     addr: usize,
     size: usize,
     cpages: usize,
@@ -99,7 +106,7 @@ impl Bounce {
     /// An empty buffer with room for `size` bytes.
     fn for_read(addr: usize, size: usize) -> Result<Self> {
         Ok(Self {
-            buf: KVVec::with_capacity(size, GFP_KERNEL)?,
+            buf: VVec::with_capacity(size, GFP_KERNEL)?,
             addr,
             size,
             cpages: 0,
@@ -108,7 +115,7 @@ impl Bounce {
 
     /// `size` bytes copied from the user buffer at `ptr` (`EFAULT` if it is not readable).
     fn from_user(addr: usize, size: usize, ptr: usize) -> Result<Self> {
-        let mut buf = KVVec::with_capacity(size, GFP_KERNEL)?;
+        let mut buf = VVec::with_capacity(size, GFP_KERNEL)?;
         UserSlice::new(UserPtr::from_addr(ptr), size)
             .reader()
             .read_all(&mut buf, GFP_KERNEL)

@@ -190,7 +190,7 @@ impl PageRef {
     /// # Safety
     ///
     /// The page must stay allocated for the duration of the call.
-    pub(crate) unsafe fn append_to(self, buf: &mut KVVec<u8>) -> Result {
+    pub(crate) unsafe fn append_to(self, buf: &mut VVec<u8>) -> Result {
         buf.reserve(PAGE_SIZE, GFP_KERNEL)?;
         let dst = buf.spare_capacity_mut();
         if dst.len() < PAGE_SIZE {
