@@ -3,7 +3,7 @@
 //! Page migrations between system and device memory.
 //!
 //! Owns the `migrate_vma_*()` and `migrate_device_*()` sequences and their
-//! src/dst arrays. The types encode the protocol: a [`Collected`] exists only
+//! src/dst arrays ([`PfnArrays`]). The types encode the protocol: a [`Collected`] exists only
 //! after a successful setup, [`Collected::pages`] consumes it into a
 //! [`Migrated`], and whichever of the two is dropped calls the finalize step,
 //! so finalize runs exactly once and never before setup. For VMA migrations
@@ -33,10 +33,54 @@ pub(crate) struct VmaMigrateArgs {
     pub(crate) fault_page: *mut bindings::page,
 }
 
+/// The src and dst arrays of VMA migrations (`migrate_vma.src`/`dst`).
+///
+/// One value serves every window of a command: the heap arrays are allocated
+/// by the first window that needs them and reused (the C driver allocates its
+/// arrays once per command too). Up to [`PfnArrays::INLINE`] pages they live
+/// inline, so a CPU fault on a base page allocates nothing (the C driver
+/// `kcalloc()`s two one-entry arrays per fault).
+pub(crate) struct PfnArrays {
+    inline: [usize; 2 * PfnArrays::INLINE],
+    heap: KVec<usize>,
+}
+
+impl PfnArrays {
+    /// Entries per array kept inline.
+    pub(crate) const INLINE: usize = 16;
+
+    /// Empty arrays; nothing is allocated yet.
+    pub(crate) const fn new() -> Self {
+        Self {
+            inline: [0; 2 * Self::INLINE],
+            heap: KVec::new(),
+        }
+    }
+
+    /// Zeroed src and dst arrays of `n` entries each, as raw pointers that stay
+    /// valid until `self` is used again.
+    fn zeroed(&mut self, n: usize) -> Result<(*mut usize, *mut usize)> {
+        let both = if n <= Self::INLINE {
+            let both = &mut self.inline[..2 * n];
+            both.fill(0);
+            both
+        } else {
+            self.heap.clear();
+            self.heap
+                .resize(n.checked_mul(2).ok_or(ENOMEM)?, 0, GFP_KERNEL)?;
+            &mut self.heap[..]
+        };
+        let src = both.as_mut_ptr();
+        // SAFETY: `both` has `2 * n` entries, so `src + n` is in it (or one past its end
+        // when `n` is 0).
+        Ok((src, unsafe { src.add(n) }))
+    }
+}
+
 struct VmaInner {
     args: bindings::migrate_vma,
-    src: KVec<usize>,
-    dst: KVec<usize>,
+    /// Entries in each of `args.src` and `args.dst`.
+    n: usize,
 }
 
 impl VmaInner {
@@ -45,12 +89,21 @@ impl VmaInner {
         // build a `VmaInner`) and has not been finalized (the owner drops it right after).
         unsafe { bindings::migrate_vma_finalize(&mut self.args) };
     }
-}
 
-fn zeroed_vec(n: usize) -> Result<KVec<usize>> {
-    let mut v = KVec::with_capacity(n, GFP_KERNEL)?;
-    v.resize(n, 0, GFP_KERNEL)?;
-    Ok(v)
+    fn src(&self) -> &[usize] {
+        // SAFETY: `args.src` points to `n` entries of the `PfnArrays` that the owning
+        // `Collected`/`Migrated` borrows mutably, and that are only accessed through
+        // `args` (type invariants); the kernel writes them only inside the
+        // `migrate_vma_*()` calls, which take `&mut self`.
+        unsafe { core::slice::from_raw_parts(self.args.src.cast::<usize>(), self.n) }
+    }
+
+    fn arrays(&mut self) -> (&[usize], &mut [usize]) {
+        // SAFETY: As in `src`; `args.dst` is the other half of the arrays, disjoint from
+        // `args.src`, and `&mut self` makes the borrow exclusive.
+        let dst = unsafe { core::slice::from_raw_parts_mut(self.args.dst.cast::<usize>(), self.n) };
+        (self.src(), dst)
+    }
 }
 
 /// A VMA migration after `migrate_vma_setup()`: src is fixed, dst is being filled.
@@ -58,23 +111,29 @@ fn zeroed_vec(n: usize) -> Result<KVec<usize>> {
 /// # Invariants
 ///
 /// `inner` is `Some` until consumed; it holds arguments accepted by
-/// `migrate_vma_setup()`, whose `src`/`dst` point into the owned vectors, and
-/// the mmap read lock of the VMA is held for `'a`.
+/// `migrate_vma_setup()`, whose `src`/`dst` point to `n` entries each of the
+/// [`PfnArrays`] borrowed for `'a` and are the only way those entries are
+/// accessed; the mmap read lock of the VMA is held for `'a`.
 pub(crate) struct Collected<'a> {
     inner: Option<VmaInner>,
     _vma: PhantomData<&'a VmaRef>,
+    _arrays: PhantomData<&'a mut PfnArrays>,
 }
 
 impl<'a> Collected<'a> {
-    /// `migrate_vma_setup()` on `vma`, whose mm is locked for read while `'a` lasts.
-    pub(crate) fn setup(vma: &'a VmaRef, a: VmaMigrateArgs) -> Result<Self> {
+    /// `migrate_vma_setup()` on `vma`, whose mm is locked for read while `'a` lasts,
+    /// with src/dst in `arrays`.
+    pub(crate) fn setup(
+        vma: &'a VmaRef,
+        a: VmaMigrateArgs,
+        arrays: &'a mut PfnArrays,
+    ) -> Result<Self> {
         let n = (a.end.saturating_sub(a.start)) >> PAGE_SHIFT;
-        let mut src = zeroed_vec(n)?;
-        let mut dst = zeroed_vec(n)?;
+        let (src, dst) = arrays.zeroed(n)?;
         let args = bindings::migrate_vma {
             vma: vma.as_ptr(),
-            src: src.as_mut_ptr().cast(),
-            dst: dst.as_mut_ptr().cast(),
+            src: src.cast(),
+            dst: dst.cast(),
             start: a.start,
             end: a.end,
             pgmap_owner: a.owner.cast_mut(),
@@ -82,14 +141,16 @@ impl<'a> Collected<'a> {
             fault_page: a.fault_page,
             ..Default::default()
         };
-        let mut inner = VmaInner { args, src, dst };
+        let mut inner = VmaInner { args, n };
         // SAFETY: `args` describes a VMA whose mmap lock the caller holds for `'a`, and
-        // arrays of `(end - start) >> PAGE_SHIFT` entries that live in `inner`.
+        // arrays of `(end - start) >> PAGE_SHIFT` zeroed entries in `arrays`, borrowed
+        // for `'a`.
         to_result(unsafe { bindings::migrate_vma_setup(&mut inner.args) })?;
-        // INVARIANT: Setup succeeded.
+        // INVARIANT: Setup succeeded; `arrays` stays borrowed and untouched for `'a`.
         Ok(Self {
             inner: Some(inner),
             _vma: PhantomData,
+            _arrays: PhantomData,
         })
     }
 
@@ -115,7 +176,7 @@ impl<'a> Collected<'a> {
     /// The src entries and the dst entries to fill.
     pub(crate) fn arrays(&mut self) -> (&[usize], &mut [usize]) {
         match self.inner.as_mut() {
-            Some(i) => (&i.src[..], &mut i.dst[..]),
+            Some(i) => i.arrays(),
             None => (&[], &mut []),
         }
     }
@@ -127,10 +188,11 @@ impl<'a> Collected<'a> {
             // SAFETY: Setup succeeded and neither pages nor finalize ran (type invariants).
             unsafe { bindings::migrate_vma_pages(&mut i.args) };
         }
-        // INVARIANT: `migrate_vma_pages` ran on `inner`.
+        // INVARIANT: `migrate_vma_pages` ran on `inner`, whose arrays stay borrowed.
         Migrated {
             inner,
             _vma: PhantomData,
+            _arrays: PhantomData,
         }
     }
 
@@ -167,12 +229,13 @@ impl Drop for Collected<'_> {
 pub(crate) struct Migrated<'a> {
     inner: Option<VmaInner>,
     _vma: PhantomData<&'a VmaRef>,
+    _arrays: PhantomData<&'a mut PfnArrays>,
 }
 
 impl Migrated<'_> {
     /// The src entries (MIGRATE is clear where the page did not move).
     pub(crate) fn src(&self) -> &[usize] {
-        self.inner.as_ref().map_or(&[], |i| &i.src[..])
+        self.inner.as_ref().map_or(&[], |i| i.src())
     }
 
     /// The start address.

@@ -14,7 +14,7 @@ use crate::{
     devmem::{self, DmirrorDevice, HPAGE_PMD_NR},
     exclusive::ExclusivePage,
     hmm::{self, HmmPfn, HmmRange},
-    migrate::{Collected, VmaMigrateArgs},
+    migrate::{Collected, PfnArrays, VmaMigrateArgs},
     mirror_table::{MirrorTable, Tag},
     notifier::{IntervalNotifier, IntervalOps, Invalidation},
     owner,
@@ -654,7 +654,8 @@ impl Mirror {
             flags,
             fault_page: page.as_ptr(),
         };
-        let mut c = match Collected::setup(vma, args) {
+        let mut pfns = PfnArrays::new();
+        let mut c = match Collected::setup(vma, args, &mut pfns) {
             Ok(c) => c,
             Err(e) if e == ENOMEM => return bindings::vm_fault_reason_VM_FAULT_OOM,
             Err(_) => return bindings::vm_fault_reason_VM_FAULT_SIGBUS,
@@ -941,6 +942,7 @@ impl DmirrorFile {
         let m = self.mirror();
         let mm = self.mmget().ok_or(EINVAL)?;
         {
+            let mut pfns = PfnArrays::new();
             let _migrating = m.migrating();
             let guard = mm.mmap_read_lock();
             let mut addr = start;
@@ -960,7 +962,7 @@ impl DmirrorFile {
                         | bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND,
                     fault_page: core::ptr::null_mut(),
                 };
-                let mut c = Collected::setup(vma, args)?;
+                let mut c = Collected::setup(vma, args, &mut pfns)?;
                 Mirror::migrate_alloc_and_copy(self.mirror_ref(), &mut c);
                 let done = c.pages();
                 m.erase_moved(&done);
@@ -985,6 +987,7 @@ impl DmirrorFile {
         let m = self.mirror();
         let mm = self.mmget().ok_or(EINVAL)?;
         cmd.cpages = 0;
+        let mut pfns = PfnArrays::new();
         let _migrating = m.migrating();
         let guard = mm.mmap_read_lock();
         let mut addr = start;
@@ -1004,7 +1007,7 @@ impl DmirrorFile {
                     | bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND,
                 fault_page: core::ptr::null_mut(),
             };
-            let mut c = Collected::setup(vma, args)?;
+            let mut c = Collected::setup(vma, args, &mut pfns)?;
             if m.devmem_alloc_and_copy(&mut c) != 0 {
                 c.abandon();
                 return Err(ENOMEM);
