@@ -70,12 +70,12 @@ pub(crate) fn backing_page(page: PageRef) -> Option<PageRef> {
     if !page.is_device_private() {
         return Some(page);
     }
-    let folio = page.folio();
+    let (folio, k) = page.folio_and_index();
     // SAFETY: The `zone_device_data` of the head of an allocated private folio of ours is
     // the head of its backing folio (`DmirrorDevice::alloc_page`, kept by `folio_split`).
     let rhead = unsafe { PageRef::from_raw(folio.zone_device_data().cast()) }?;
     // SAFETY: The backing folio has the order of `folio`, so the offset is inside it.
-    Some(unsafe { rhead.nth(page.pfn() - folio.pfn()) })
+    Some(unsafe { rhead.nth(k) })
 }
 
 /// The device a page of one of our chunks belongs to.

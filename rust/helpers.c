@@ -32,11 +32,6 @@ struct folio *dmirror_page_folio(struct page *page)
 	return page_folio(page);
 }
 
-struct page *dmirror_folio_page(struct folio *folio, unsigned long n)
-{
-	return folio_page(folio, n);
-}
-
 unsigned int dmirror_folio_order(struct folio *folio)
 {
 	return folio_order(folio);

@@ -20,7 +20,6 @@ struct mmu_notifier_range;
 struct page *dmirror_pfn_to_page(unsigned long pfn);
 unsigned long dmirror_page_to_pfn(const struct page *page);
 struct folio *dmirror_page_folio(struct page *page);
-struct page *dmirror_folio_page(struct folio *folio, unsigned long n);
 unsigned int dmirror_folio_order(struct folio *folio);
 unsigned long dmirror_folio_pfn(struct folio *folio);
 bool dmirror_folio_test_large(struct folio *folio);

@@ -115,6 +115,16 @@ impl PageRef {
         FolioRef(NonNull::new(f).unwrap_or(self.0.cast()))
     }
 
+    /// The folio this page belongs to and the page's index in it, without a
+    /// `page_to_pfn()` per page.
+    pub(crate) fn folio_and_index(self) -> (FolioRef, usize) {
+        let folio = self.folio();
+        // SAFETY: The pages of a folio are contiguous memmap entries from its head page
+        // on, and this page is one of them.
+        let k = unsafe { self.as_ptr().offset_from(folio.page(0).as_ptr()) };
+        (folio, k.unsigned_abs())
+    }
+
     /// Whether this is a DEVICE_PRIVATE page.
     pub(crate) fn is_device_private(self) -> bool {
         // SAFETY: By the type invariants the page is a memmap entry.
@@ -240,13 +250,14 @@ impl FolioRef {
         self.0.as_ptr()
     }
 
-    /// The `n`th page of the folio.
+    /// The `n`th page of the folio (`folio_page()`, which is pointer arithmetic:
+    /// a folio starts with its head page and its pages are contiguous).
     pub(crate) fn page(self, n: usize) -> PageRef {
-        // SAFETY: By the type invariants the folio is a memmap entry; callers pass `n`
-        // below the folio size, and `folio_page` is pointer arithmetic.
-        let p = unsafe { bindings::dmirror_folio_page(self.as_ptr(), n) };
-        // INVARIANT: A page of a memmap folio is a memmap page.
-        PageRef(NonNull::new(p).unwrap_or(self.0.cast()))
+        // INVARIANT: `struct folio` overlays its head page at offset 0 (`&folio->page`,
+        // which the kernel's FOLIO_MATCH assertions keep in place), a memmap page.
+        let head = PageRef(self.0.cast());
+        // SAFETY: Callers pass `n` below the folio size; the folio's pages are contiguous.
+        unsafe { head.nth(n) }
     }
 
     /// The folio's order.
