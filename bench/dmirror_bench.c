@@ -268,6 +268,12 @@ static double snapshot_frac(int fd, struct region *b, unsigned char *snap,
 	return (double)hit / n;
 }
 
+/* The name of a buffer kind in the output and in --variant. */
+static const char *variant_name(bool thp)
+{
+	return thp ? "thp" : "4k";
+}
+
 /*
  * How many round trips make a repetition of about prm.rep_time seconds, or
  * the fixed number of --iters (the same work for every driver, so that the
@@ -275,10 +281,11 @@ static double snapshot_frac(int fd, struct region *b, unsigned char *snap,
  */
 static int iterations_for(double one)
 {
-	double n = one > 0 ? prm.rep_time / one : 1;
+	double n;
 
 	if (prm.fixed_iters)
 		return prm.fixed_iters;
+	n = one > 0 ? prm.rep_time / one : 1;
 	if (n < 1)
 		return 1;
 	return n > 10000 ? 10000 : (int)n;
@@ -300,7 +307,7 @@ static unsigned long sizes[] = {
  */
 static int bench_migrate_one(int fd, unsigned long size, bool thp)
 {
-	const char *variant = thp ? "thp" : "4k";
+	const char *variant = variant_name(thp);
 	unsigned long npages = size / page_size, cp_dev, cp_sys;
 	double dev[MAX_REPS], sys[MAX_REPS], rt[MAX_REPS], pps[MAX_REPS];
 	struct region b = { 0 }, m = { 0 };
@@ -392,6 +399,12 @@ out:
 	return ret;
 }
 
+/* Whether --variant lets the migrate test run its THP (or 4k) buffers. */
+static bool variant_wanted(bool thp)
+{
+	return !only_variant || !strcmp(only_variant, variant_name(thp));
+}
+
 static int bench_migrate(int fd)
 {
 	unsigned int i;
@@ -400,11 +413,10 @@ static int bench_migrate(int fd)
 	for (i = 0; i < NSIZES && sizes[i] <= prm.max_size; i++) {
 		if (!prm.full && sizes[i] != (64UL << 10) && sizes[i] != TWO_MB)
 			continue;
-		if (!only_variant || !strcmp(only_variant, "4k"))
+		if (variant_wanted(false))
 			ret |= bench_migrate_one(fd, sizes[i], false);
 		/* Below 2 MiB there is no THP: the same as 4k. */
-		if (sizes[i] >= TWO_MB &&
-		    (!only_variant || !strcmp(only_variant, "thp")))
+		if (sizes[i] >= TWO_MB && variant_wanted(true))
 			ret |= bench_migrate_one(fd, sizes[i], true);
 	}
 	return ret;
@@ -451,7 +463,7 @@ static int bench_memcpy(void)
  */
 static int bench_fault_one(int fd, bool thp)
 {
-	const char *variant = thp ? "thp" : "4k";
+	const char *variant = variant_name(thp);
 	unsigned long size = prm.fault_size, npages = size / page_size, cp, i;
 	unsigned long step = thp ? TWO_MB : (unsigned long)page_size, nf = size / step;
 	double p50[MAX_REPS], p99[MAX_REPS], *lat;
@@ -847,7 +859,7 @@ static int bench_contention_one(int fd0, int fd1, bool thp, bool two_dev,
 	char variant[64];
 	int rep, j, ret = 0;
 
-	snprintf(variant, sizeof(variant), "%s_%s_k%d%s", thp ? "thp" : "4k",
+	snprintf(variant, sizeof(variant), "%s_%s_k%d%s", variant_name(thp),
 		 two_dev ? "2dev" : "1dev", k, touch ? "_touch" : "");
 	for (rep = 0; rep < prm.cont_reps; rep++) {
 		struct cont_result r = { 0 };
@@ -1084,7 +1096,8 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
 			only = argv[++i];
 		} else if (!strcmp(argv[i], "--variant") && i + 1 < argc &&
-			   (!strcmp(argv[i + 1], "4k") || !strcmp(argv[i + 1], "thp"))) {
+			   (!strcmp(argv[i + 1], variant_name(false)) ||
+			    !strcmp(argv[i + 1], variant_name(true)))) {
 			only_variant = argv[++i];
 		} else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
 			prm.fixed_iters = atoi(argv[++i]);
