@@ -1053,12 +1053,13 @@ static void report(const char *name, int fd0, int fd1, int (*fn)(int, int))
 
 static void usage(const char *argv0)
 {
-	printf("Usage: %s [--full] [--max-mib N] [--time-scale F] [--iters N]\n"
+	printf("Usage: %s [--full] [--max-mib N | --max-kib N] [--time-scale F] [--iters N]\n"
 	       "       [--only TEST] [--variant 4k|thp]\n"
 	       "Benchmarks /dev/hmm_dmirror0 and 1 (test_hmm or its port).\n"
 	       "No arguments: a KTAP smoke run of a few seconds.\n"
 	       "--full: the whole benchmark, figures as '# BENCH {json}' lines.\n"
 	       "--max-mib N: largest migration buffer in MiB (default 256).\n"
+	       "--max-kib N: the same in KiB (4 profiles the per-call cost).\n"
 	       "--time-scale F: scale every repetition's duration by F.\n"
 	       "--iters N: N iterations per repetition of the migrate, mirror and\n"
 	       "  memcpy tests instead of a timed number (fixed work, for profiles).\n"
@@ -1093,6 +1094,8 @@ int main(int argc, char **argv)
 			prm.cont_reps = 2;
 		} else if (!strcmp(argv[i], "--max-mib") && i + 1 < argc) {
 			prm.max_size = strtoul(argv[++i], NULL, 0) << 20;
+		} else if (!strcmp(argv[i], "--max-kib") && i + 1 < argc) {
+			prm.max_size = strtoul(argv[++i], NULL, 0) << 10;
 		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
 			only = argv[++i];
 		} else if (!strcmp(argv[i], "--variant") && i + 1 < argc &&
