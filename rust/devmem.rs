@@ -436,7 +436,7 @@ fn evict_chunk(chunk: &Chunk) {
 
 impl PagemapOps for ChunkData {
     fn folio_free(map: &Chunk, folio: FolioRef) {
-        let page = folio.page(0);
+        let page = folio.head();
         let rpage = backing_page(page);
         let order = rpage.map_or(folio.order(), |r| r.folio().order());
         if let Some(r) = rpage {
@@ -463,10 +463,10 @@ impl PagemapOps for ChunkData {
     }
 
     fn folio_split(_map: &Chunk, head: FolioRef, tail: Option<FolioRef>) {
-        let Some(rpage) = backing_page(head.page(0)) else {
+        let Some(rpage) = backing_page(head.head()) else {
             if let Some(tail) = tail {
                 // SAFETY: The tail is a page of our chunk being split off `head`.
-                unsafe { tail.page(0).set_zone_device_data(core::ptr::null_mut()) };
+                unsafe { tail.head().set_zone_device_data(core::ptr::null_mut()) };
             }
             return;
         };
@@ -477,7 +477,9 @@ impl PagemapOps for ChunkData {
             return;
         };
         let offset = tail.pfn() - head.pfn();
-        let rpage_tail = rfolio.page(offset);
+        // SAFETY: `tail` is a page of `head`'s folio being split, and the backing folio
+        // has the order of that folio (`DmirrorDevice::alloc_page`), so `offset` is in it.
+        let rpage_tail = unsafe { rfolio.page(offset) };
         // SAFETY: The head's owner slot holds its reference during the split; the tail's
         // slot gets a copy of the pointer below, with this new reference.
         unsafe { owner::dup(rpage.zone_device_data()) };

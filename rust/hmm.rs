@@ -84,7 +84,8 @@ impl HmmPfn {
         if folio.order() != order {
             return Some(page);
         }
-        Some(folio.page((addr >> PAGE_SHIFT) & ((1usize << order) - 1)))
+        // SAFETY: The folio has `1 << order` pages and the index is masked below that.
+        Some(unsafe { folio.page((addr >> PAGE_SHIFT) & ((1usize << order) - 1)) })
     }
 }
 

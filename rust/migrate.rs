@@ -3,10 +3,10 @@
 //! Page migrations between system and device memory.
 //!
 //! Owns the `migrate_vma_*()` and `migrate_device_*()` sequences and their
-//! src/dst arrays ([`PfnArrays`]). The types encode the protocol: a [`Collected`] exists only
-//! after a successful setup, [`Collected::pages`] consumes it into a
-//! [`Migrated`], and whichever of the two is dropped calls the finalize step,
-//! so finalize runs exactly once and never before setup. For VMA migrations
+//! src/dst arrays ([`PfnArrays`]). The types encode the protocol: a
+//! [`Collected`] exists only after a successful setup, [`Collected::pages`]
+//! consumes it into a [`Migrated`], and whichever of the two is dropped calls
+//! the finalize step, so finalize runs exactly once and never before setup. For VMA migrations
 //! the VMA borrow (from the mmap read guard, or the fault path) keeps the mmap
 //! lock held from setup to finalize. Destination entries are produced by
 //! [`crate::page::LockedPage::into_migrate_pfn`]: the driver locks

@@ -121,7 +121,7 @@ impl PageRef {
         let folio = self.folio();
         // SAFETY: The pages of a folio are contiguous memmap entries from its head page
         // on, and this page is one of them.
-        let k = unsafe { self.as_ptr().offset_from(folio.page(0).as_ptr()) };
+        let k = unsafe { self.as_ptr().offset_from(folio.head().as_ptr()) };
         (folio, k.unsigned_abs())
     }
 
@@ -250,14 +250,22 @@ impl FolioRef {
         self.0.as_ptr()
     }
 
-    /// The `n`th page of the folio (`folio_page()`, which is pointer arithmetic:
-    /// a folio starts with its head page and its pages are contiguous).
-    pub(crate) fn page(self, n: usize) -> PageRef {
+    /// The folio's head page (`&folio->page`).
+    pub(crate) fn head(self) -> PageRef {
         // INVARIANT: `struct folio` overlays its head page at offset 0 (`&folio->page`,
         // which the kernel's FOLIO_MATCH assertions keep in place), a memmap page.
-        let head = PageRef(self.0.cast());
-        // SAFETY: Callers pass `n` below the folio size; the folio's pages are contiguous.
-        unsafe { head.nth(n) }
+        PageRef(self.0.cast())
+    }
+
+    /// The `n`th page of the folio (`folio_page()`, which is pointer arithmetic:
+    /// the pages of a folio are contiguous from its head page on).
+    ///
+    /// # Safety
+    ///
+    /// `n` must be below the number of pages of the folio.
+    pub(crate) unsafe fn page(self, n: usize) -> PageRef {
+        // SAFETY: The caller guarantees `n` is inside the folio, whose pages are contiguous.
+        unsafe { self.head().nth(n) }
     }
 
     /// The folio's order.
@@ -309,7 +317,7 @@ impl NewPage {
         let f = unsafe { FolioRef::from_raw(f) }?;
         // INVARIANT: The allocator gave us the only reference.
         Some(Self {
-            page: f.page(0),
+            page: f.head(),
             order,
         })
     }
@@ -344,7 +352,7 @@ impl NewPage {
             // SAFETY: The caller guarantees `vma` and `addr`.
             let f = unsafe { bindings::dmirror_vma_alloc_folio(gfp, order, vma, addr) };
             // SAFETY: A folio returned by the allocator is a memmap folio.
-            unsafe { FolioRef::from_raw(f) }?.page(0)
+            unsafe { FolioRef::from_raw(f) }?.head()
         };
         // INVARIANT: The allocator gave us the only reference.
         Some(Self { page, order })

@@ -257,7 +257,7 @@ impl<T: PagemapOps> DevPagemap<T> {
         };
         // SAFETY: The folio belongs to a chunk that is registered (the core calls back
         // before `memunmap_pages` returns).
-        let map = unsafe { Self::from_page(folio.page(0)) };
+        let map = unsafe { Self::from_page(folio.head()) };
         T::folio_free(map, folio);
     }
 
@@ -293,7 +293,7 @@ impl<T: PagemapOps> DevPagemap<T> {
         // SAFETY: `tail` is NULL or a valid folio being split off `head`.
         let tail = unsafe { FolioRef::from_raw(tail) };
         // SAFETY: The head folio is referenced during the split, so its chunk is registered.
-        let map = unsafe { Self::from_page(head.page(0)) };
+        let map = unsafe { Self::from_page(head.head()) };
         T::folio_split(map, head, tail);
     }
 }
