@@ -629,7 +629,10 @@ static int bench_mirror(int fd)
  * SNAPSHOT then tells where the missing pages are: on the other device
  * (cross-device contention) or still in system memory (skipped by
  * migrate_vma_collect: page lock not taken, extra reference, or faulted
- * back by the toucher before the mirror was read).
+ * back by the toucher before the mirror was read). Of the failed attempts,
+ * failed_enoent_frac is the share that failed with -ENOENT and
+ * failed_on_dev_frac the share after which that SNAPSHOT (taken a moment
+ * later, so racy) found every page on the thread's device anyway.
  */
 struct cont_shared {
 	struct region b;
@@ -648,6 +651,8 @@ struct cont_thread {
 	/* results */
 	unsigned long attempts, failed, rounds, gave_up, retries, max_retries;
 	unsigned long errors, to_sys_cpages, touches;
+	/* failed attempts: read-back ENOENT; every page on the device anyway */
+	unsigned long failed_enoent, failed_on_dev;
 	double miss, miss_sys, miss_remote;
 	int last_err;
 };
@@ -682,6 +687,8 @@ static void cont_count(struct cont_thread *t)
 	unsigned long n = sh->npages, local, remote;
 
 	local = cont_on_device(t, t->fd);
+	if (local == n)
+		t->failed_on_dev++;
 	remote = cont_on_device(t, t->fd == sh->fd[0] ? sh->fd[1] : sh->fd[0]);
 	if (local + remote > n)
 		remote = n - local;
@@ -706,6 +713,8 @@ static void *cont_migrator(void *arg)
 			if (!ret && cp == n)
 				break;
 			t->failed++;
+			if (ret == -ENOENT)
+				t->failed_enoent++;
 			if (ret && ret != -ENOENT) {
 				t->errors++;
 				t->last_err = ret;
@@ -754,6 +763,7 @@ static void *cont_toucher(void *arg)
 struct cont_result {
 	double miss, miss_sys, miss_remote, retries, max_retries, gave_up;
 	double gbps, attempts_per_s, touches_per_s, errors;
+	double failed_enoent, failed_on_dev;
 };
 
 static int cont_run(int fd0, int fd1, bool thp, bool two_dev, int k, bool touch,
@@ -763,7 +773,7 @@ static int cont_run(int fd0, int fd1, bool thp, bool two_dev, int k, bool touch,
 	struct cont_shared sh = { .fd = { fd0, fd1 } };
 	unsigned long size = prm.cont_size, attempts = 0, failed = 0, rounds = 0;
 	unsigned long retries = 0, max_retries = 0, gave_up = 0, errors = 0;
-	unsigned long touches = 0, cp;
+	unsigned long touches = 0, cp, failed_enoent = 0, failed_on_dev = 0;
 	double miss = 0, miss_sys = 0, miss_remote = 0, t0, wall;
 	int i, nt = k + touch, ret = 0;
 
@@ -796,6 +806,8 @@ static int cont_run(int fd0, int fd1, bool thp, bool two_dev, int k, bool touch,
 	for (i = 0; i < k; i++) {
 		attempts += th[i].attempts;
 		failed += th[i].failed;
+		failed_enoent += th[i].failed_enoent;
+		failed_on_dev += th[i].failed_on_dev;
 		rounds += th[i].rounds;
 		retries += th[i].retries;
 		gave_up += th[i].gave_up;
@@ -823,6 +835,9 @@ static int cont_run(int fd0, int fd1, bool thp, bool two_dev, int k, bool touch,
 	res->attempts_per_s = attempts / wall;
 	res->touches_per_s = touches / wall;
 	res->errors = errors;
+	/* Of the failed attempts: why they failed. */
+	res->failed_enoent = failed ? (double)failed_enoent / failed : 0;
+	res->failed_on_dev = failed ? (double)failed_on_dev / failed : 0;
 	/* No round may succeed under heavy contention: only errors fail. */
 	if (!attempts)
 		ret = -1;
@@ -838,17 +853,17 @@ static int cont_run(int fd0, int fd1, bool thp, bool two_dev, int k, bool touch,
 	return ret || errors ? -1 : 0;
 }
 
-#define NR_CONT_METRICS 10
+#define NR_CONT_METRICS 12
 
 static const char *const cont_names[NR_CONT_METRICS] = {
 	"miss_frac", "miss_sys_frac", "miss_remote_frac", "retries_mean",
 	"retries_max", "gave_up_frac", "throughput", "attempts_per_s",
-	"touches_per_s", "errors",
+	"touches_per_s", "errors", "failed_enoent_frac", "failed_on_dev_frac",
 };
 
 static const char *const cont_units[NR_CONT_METRICS] = {
 	"frac", "frac", "frac", "retries", "retries", "frac", "GB/s", "1/s",
-	"1/s", "count",
+	"1/s", "count", "frac", "frac",
 };
 
 /* One configuration of the contention test, prm.cont_reps times. */
@@ -878,6 +893,8 @@ static int bench_contention_one(int fd0, int fd1, bool thp, bool two_dev,
 		v[7][rep] = r.attempts_per_s;
 		v[8][rep] = r.touches_per_s;
 		v[9][rep] = r.errors;
+		v[10][rep] = r.failed_enoent;
+		v[11][rep] = r.failed_on_dev;
 	}
 	for (j = 0; j < NR_CONT_METRICS; j++)
 		emit("contention", variant, prm.cont_size, cont_names[j],
