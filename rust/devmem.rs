@@ -476,7 +476,9 @@ impl PagemapOps for ChunkData {
             unsafe { bindings::dmirror_split_backing_head(rfolio.as_ptr()) };
             return;
         };
-        let offset = tail.pfn() - head.pfn();
+        // SAFETY: `tail` is being split off `head`: both are pages of the folio being split,
+        // `tail` after its head page.
+        let offset = unsafe { tail.head().index_from(head.head()) };
         // SAFETY: `tail` is a page of `head`'s folio being split, and the backing folio
         // has the order of that folio (`DmirrorDevice::alloc_page`), so `offset` is in it.
         let rpage_tail = unsafe { rfolio.page(offset) };

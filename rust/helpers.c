@@ -37,11 +37,6 @@ unsigned int dmirror_folio_order(struct folio *folio)
 	return folio_order(folio);
 }
 
-unsigned long dmirror_folio_pfn(struct folio *folio)
-{
-	return folio_pfn(folio);
-}
-
 bool dmirror_folio_test_large(struct folio *folio)
 {
 	return folio_test_large(folio);

@@ -21,7 +21,6 @@ struct page *dmirror_pfn_to_page(unsigned long pfn);
 unsigned long dmirror_page_to_pfn(const struct page *page);
 struct folio *dmirror_page_folio(struct page *page);
 unsigned int dmirror_folio_order(struct folio *folio);
-unsigned long dmirror_folio_pfn(struct folio *folio);
 bool dmirror_folio_test_large(struct folio *folio);
 void dmirror_folio_put(struct folio *folio);
 void dmirror_put_page(struct page *page);

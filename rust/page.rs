@@ -115,14 +115,26 @@ impl PageRef {
         FolioRef(NonNull::new(f).unwrap_or(self.0.cast()))
     }
 
+    /// How many pages this page lies after `base` (`self.pfn() - base.pfn()`,
+    /// by pointer difference: no `page_to_pfn()` calls).
+    ///
+    /// # Safety
+    ///
+    /// `base` and this page must lie in one folio (or one folio being split),
+    /// `base` at or before this page: the memmap of a folio is contiguous.
+    pub(crate) unsafe fn index_from(self, base: PageRef) -> usize {
+        // SAFETY: The caller guarantees both entries are in one contiguous memmap range.
+        let k = unsafe { self.as_ptr().offset_from(base.as_ptr()) };
+        k.unsigned_abs()
+    }
+
     /// The folio this page belongs to and the page's index in it, without a
     /// `page_to_pfn()` per page.
     pub(crate) fn folio_and_index(self) -> (FolioRef, usize) {
         let folio = self.folio();
-        // SAFETY: The pages of a folio are contiguous memmap entries from its head page
-        // on, and this page is one of them.
-        let k = unsafe { self.as_ptr().offset_from(folio.head().as_ptr()) };
-        (folio, k.unsigned_abs())
+        // SAFETY: The page is one of its folio's pages, which follow the head page.
+        let k = unsafe { self.index_from(folio.head()) };
+        (folio, k)
     }
 
     /// Whether this is a DEVICE_PRIVATE page.
@@ -283,12 +295,6 @@ impl FolioRef {
     pub(crate) fn is_large(self) -> bool {
         // SAFETY: By the type invariants the folio is a memmap entry.
         unsafe { bindings::dmirror_folio_test_large(self.as_ptr()) }
-    }
-
-    /// The pfn of the folio's first page.
-    pub(crate) fn pfn(self) -> usize {
-        // SAFETY: By the type invariants the folio is a memmap entry.
-        unsafe { bindings::dmirror_folio_pfn(self.as_ptr()) as usize }
     }
 
     /// The folio's `zone_device_data`.
