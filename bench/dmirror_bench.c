@@ -399,7 +399,7 @@ out:
 	return ret;
 }
 
-/* Whether --variant lets the migrate test run its THP (or 4k) buffers. */
+/* Whether --variant lets migrate and contention run their THP (or 4k) buffers. */
 static bool variant_wanted(bool thp)
 {
 	return !only_variant || !strcmp(only_variant, variant_name(thp));
@@ -909,7 +909,9 @@ static int bench_contention(int fd0, int fd1)
 
 	if (!prm.full)
 		return bench_contention_one(fd0, fd1, false, true, 2, true);
-	for (thp = 0; thp < 2; thp++)
+	for (thp = 0; thp < 2; thp++) {
+		if (!variant_wanted(thp))
+			continue;
 		for (two_dev = 0; two_dev < 2; two_dev++)
 			for (ki = 0; ki < 4; ki++)
 				for (touch = 0; touch < 2; touch++) {
@@ -919,6 +921,7 @@ static int bench_contention(int fd0, int fd1)
 					ret |= bench_contention_one(fd0, fd1, thp, two_dev,
 								    ks[ki], touch);
 				}
+	}
 	return ret;
 }
 
@@ -1081,8 +1084,8 @@ static void usage(const char *argv0)
 	       "--iters N: N iterations per repetition of the migrate, mirror and\n"
 	       "  memcpy tests instead of a timed number (fixed work, for profiles).\n"
 	       "--only TEST: run only that test (the others are skipped).\n"
-	       "--variant 4k|thp: migrate only MADV_NOHUGEPAGE or MADV_HUGEPAGE\n"
-	       "  buffers.\n",
+	       "--variant 4k|thp: migrate and contend only on MADV_NOHUGEPAGE or\n"
+	       "  MADV_HUGEPAGE buffers.\n",
 	       argv0);
 }
 
