@@ -98,6 +98,11 @@ impl VmaInner {
         unsafe { core::slice::from_raw_parts(self.args.src.cast::<usize>(), self.n) }
     }
 
+    fn dst(&self) -> &[usize] {
+        // SAFETY: As in `src`: `args.dst` is the other half of the same arrays.
+        unsafe { core::slice::from_raw_parts(self.args.dst.cast::<usize>(), self.n) }
+    }
+
     fn arrays(&mut self) -> (&[usize], &mut [usize]) {
         // SAFETY: As in `src`; `args.dst` is the other half of the arrays, disjoint from
         // `args.src`, and `&mut self` makes the borrow exclusive.
@@ -236,6 +241,11 @@ impl Migrated<'_> {
     /// The src entries (MIGRATE is clear where the page did not move).
     pub(crate) fn src(&self) -> &[usize] {
         self.inner.as_ref().map_or(&[], |i| i.src())
+    }
+
+    /// The dst entries: the new pages, locked until finalize.
+    pub(crate) fn dst(&self) -> &[usize] {
+        self.inner.as_ref().map_or(&[], |i| i.dst())
     }
 
     /// The start address.

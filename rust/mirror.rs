@@ -50,10 +50,15 @@ pub(crate) struct Mirror {
     #[pin]
     table: MirrorTable,
     flags: AtomicU64,
-    /// The task inside a migration ioctl of this very mirror, or null: only its
-    /// own-device `MMU_NOTIFY_MIGRATE` invalidations leave the table alone (see
-    /// the interval notifier's `invalidate`).
-    migrating: AtomicPtr<bindings::task_struct>,
+    /// The tasks inside a migration of this very mirror (null: a free slot):
+    /// only their own-device `MMU_NOTIFY_MIGRATE` invalidations leave the table
+    /// alone (see the interval notifier's `invalidate`).
+    migrating: [AtomicPtr<bindings::task_struct>; MIGRATING_SLOTS],
+    /// Bumped under the mutex whenever a migration of this mirror erases the
+    /// entries of the pages it moves: the invalidations of those migrations do
+    /// not bump the notifier sequence, so a walk that stores into the table
+    /// checks this as well (see [`Mirror::validated`]).
+    moved: AtomicU64,
     /// Pages locked by the PROJECT-ONLY `TEST_LOCK_PAGES` hook.
     #[pin]
     test_locked: Mutex<KVec<LockedPage>>,
@@ -67,18 +72,20 @@ unsafe impl Send for Mirror {}
 // SAFETY: As above.
 unsafe impl Sync for Mirror {}
 
+/// How many tasks can migrate through one mirror at the same time and have
+/// their own invalidations leave its table alone; more are safe, see
+/// [`Mirror::migrating`].
+const MIGRATING_SLOTS: usize = 8;
+
 /// The current task migrating through a mirror (see `Mirror::migrating`).
 struct MigratingGuard<'a> {
-    mirror: &'a Mirror,
-    marked: bool,
+    slot: Option<&'a AtomicPtr<bindings::task_struct>>,
 }
 
 impl Drop for MigratingGuard<'_> {
     fn drop(&mut self) {
-        if self.marked {
-            self.mirror
-                .migrating
-                .store(core::ptr::null_mut(), Ordering::Release);
+        if let Some(slot) = self.slot {
+            slot.store(core::ptr::null_mut(), Ordering::Release);
         }
     }
 }
@@ -159,30 +166,52 @@ impl Mirror {
             lock <- new_mutex!(()),
             table <- MirrorTable::new(),
             flags: AtomicU64::new(0),
-            migrating: AtomicPtr::new(core::ptr::null_mut()),
+            migrating: [const { AtomicPtr::new(core::ptr::null_mut()) }; MIGRATING_SLOTS],
+            moved: AtomicU64::new(0),
             test_locked <- new_mutex!(KVec::new()),
         })
     }
 
     /// Marks the current task as migrating through this mirror until the guard
-    /// drops. A second task migrating through the same descriptor at the same
-    /// time is not marked: its migrations erase this table's entries like any
-    /// other invalidation (safe; a read-back may then miss pages, `ENOENT`).
+    /// drops. A task that finds every slot taken is not marked: its migrations
+    /// erase this table's entries like any other invalidation (safe; a read-back
+    /// may then miss pages, `ENOENT`).
     fn migrating(&self) -> MigratingGuard<'_> {
         let me = Task::current_raw();
-        let marked = self
-            .migrating
-            .compare_exchange(
+        let slot = self.migrating.iter().find(|slot| {
+            slot.compare_exchange(
                 core::ptr::null_mut(),
                 me,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )
-            .is_ok();
-        MigratingGuard {
-            mirror: self,
-            marked,
-        }
+            .is_ok()
+        });
+        MigratingGuard { slot }
+    }
+
+    /// Whether the current task is marked as migrating through this mirror.
+    fn is_migrating(&self) -> bool {
+        let me = Task::current_raw();
+        self.migrating
+            .iter()
+            .any(|slot| core::ptr::eq(slot.load(Ordering::Acquire), me))
+    }
+
+    /// Records, under the mutex, that a migration of this mirror erased the
+    /// entries of pages it moves (see `moved`).
+    fn note_moved(&self, _g: &MutexGuard<'_, ()>) {
+        self.moved.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether no migration of this mirror erased entries since `moved` was
+    /// read (before a walk): the walk's pages can go into the table. A page it
+    /// saw that such a migration moved is freed after that erase, which the
+    /// walk would otherwise not notice (the migration's own invalidation
+    /// leaves the sequence alone). A walk that began after the erase cannot
+    /// have seen the page: the migration entries were in place before it.
+    fn validated(&self, _g: &MutexGuard<'_, ()>, moved: u64) -> bool {
+        self.moved.load(Ordering::Relaxed) == moved
     }
 
     /// The device this file was opened on.
@@ -447,11 +476,21 @@ impl Mirror {
         }
     }
 
-    /// Erases the entries of the source pages a migration to the device moved
-    /// (after `migrate_vma_pages()`): `migrate_vma_finalize()` frees those pages,
-    /// and the invalidation of our own migration left their entries alone.
-    fn erase_moved(&self, m: &crate::migrate::Migrated<'_>) {
-        let _g = self.lock.lock();
+    /// After `migrate_vma_pages()` of a migration to the device: erases the
+    /// entries of the source pages that moved (`migrate_vma_finalize()` frees
+    /// them, and the invalidation of our own migration left their entries
+    /// alone), then, if `valid()` says under the mutex that no other
+    /// invalidation reached the mirror since before the setup, maps the new
+    /// device pages from the dst array, as `dmirror_migrate_finalize_and_map()`.
+    /// Returns whether it mapped them; if not, the caller walks the page tables
+    /// after finalize ([`DmirrorFile::map_device_pages`]).
+    fn erase_moved_and_map(
+        &self,
+        m: &crate::migrate::Migrated<'_>,
+        valid: impl FnOnce() -> bool,
+    ) -> bool {
+        let g = self.lock.lock();
+        self.note_moved(&g);
         let start_pfn = m.start() >> PAGE_SHIFT;
         for (i, &s) in m.src().iter().enumerate() {
             if s & mpfn::MIGRATE == 0 {
@@ -466,6 +505,50 @@ impl Mirror {
             let last = (start_pfn + i + nr).min(start_pfn + m.src().len()) - 1;
             self.table.erase_range(start_pfn + i, last);
         }
+        valid() && self.map_moved(&g, m).is_ok()
+    }
+
+    /// Stores the device pages a migration to the device moved in, from its dst
+    /// array, before finalize. Safe against a zap only if no invalidation other
+    /// than this mirror's own migrations ran since before the setup (checked
+    /// by the caller): a zap after the check erases these entries under the
+    /// mutex, one before it would leave an entry whose page finalize frees.
+    fn map_moved(&self, _g: &MutexGuard<'_, ()>, m: &crate::migrate::Migrated<'_>) -> Result {
+        let first = m.start() >> PAGE_SHIFT;
+        let (src, dst) = (m.src(), m.dst());
+        let mut i = 0;
+        while i < src.len() {
+            let (s, d) = (src[i], dst[i]);
+            // SAFETY: `d` is a dst entry of the migration, which holds its page locked and
+            // referenced until finalize.
+            let dpage = unsafe { PageRef::from_migrate_pfn(d) };
+            let Some(dpage) = dpage.filter(|_| s & mpfn::MIGRATE != 0) else {
+                i += 1;
+                continue;
+            };
+            let nr = if d & mpfn::COMPOUND != 0 {
+                dpage.folio().nr_pages().min(src.len() - i)
+            } else {
+                1
+            };
+            let Some(rpage) = Self::map_entry(dpage) else {
+                i += nr;
+                continue;
+            };
+            let tag = if d & mpfn::WRITE != 0 {
+                Tag::Write
+            } else {
+                Tag::Read
+            };
+            for k in 0..nr {
+                // SAFETY: The backing folio of a device page has its order (a compound
+                // dst is the head of its folio), so the `k`th page is in it.
+                let page = unsafe { rpage.nth(k) };
+                self.table.store(first + i + k, page, tag)?;
+            }
+            i += nr;
+        }
+        Ok(())
     }
 
     /// Stores this device's pages that a validated `hmm_range_fault()` without
@@ -507,7 +590,8 @@ impl Mirror {
         // from one of their backing pages finishes first, and none starts afterwards (the
         // C driver erases without the mutex, so a READ can copy from a freed page).
         {
-            let _g = self.lock.lock();
+            let g = self.lock.lock();
+            self.note_moved(&g);
             let first = addr >> PAGE_SHIFT;
             for (k, &s) in src.iter().enumerate() {
                 if s & mpfn::MIGRATE != 0 {
@@ -699,15 +783,20 @@ impl Mirror {
         // device are the exception, as in the C driver: their entries stay (a device page a
         // migration to the device leaves alone stays mirrored) and the migration back to
         // RAM drops the entries of the pages it moves under the mutex
-        // (`devmem_alloc_and_copy`). Unlike the C driver, their sequence is still bumped,
-        // so a READ that raced with one retries instead of mirroring a device page that
-        // has just been freed (found by dmirror_concurrency). And unlike the C driver, only
-        // the mirror that migrates keeps its entries: another descriptor of the same device
-        // in the same mm gets the same `owner` in the event, but nothing drops its entries
-        // for it, so they would go on pointing at the old pages once those are freed (a
-        // READ through it returned such a page's new contents: found by dmirror_fuzz).
-        let own_migration = inv.is_migrate_by(this.owner())
-            && core::ptr::eq(this.migrating.load(Ordering::Acquire), Task::current_raw());
+        // (`devmem_alloc_and_copy`), a migration to the device those of the pages it moved
+        // (`erase_moved`). As in the C driver, such an invalidation takes no lock and does
+        // not bump the sequence: the migrating tasks do not wait for each other's
+        // read-backs here. Unlike the C driver, a walk that stores into the table
+        // still retries when one of these migrations erased entries meanwhile (`moved`),
+        // instead of mirroring a page that has just been freed (found by
+        // dmirror_concurrency). And unlike the C driver, only the mirror that migrates
+        // keeps its entries: another descriptor of the same device in the same mm gets the
+        // same `owner` in the event, but nothing drops its entries for it, so they would go
+        // on pointing at the old pages once those are freed (a READ through it returned
+        // such a page's new contents: found by dmirror_fuzz).
+        if inv.is_migrate_by(this.owner()) && this.is_migrating() {
+            return true;
+        }
         let _g = if inv.blockable() {
             this.lock.lock()
         } else {
@@ -717,10 +806,8 @@ impl Mirror {
             }
         };
         inv.set_seq();
-        if !own_migration {
-            this.table
-                .erase_range(inv.start() >> PAGE_SHIFT, inv.end() >> PAGE_SHIFT);
-        }
+        this.table
+            .erase_range(inv.start() >> PAGE_SHIFT, inv.end() >> PAGE_SHIFT);
         true
     }
 }
@@ -798,9 +885,13 @@ impl DmirrorFile {
     /// succeeds with a notifier sequence that is still valid under the mirror
     /// mutex, which is returned held. `EBUSY` from the walk (an invalidation in
     /// progress) and a stale sequence retry; `EBUSY` after `RANGE_TIMEOUT_MS`.
+    /// With `stores` (the caller puts the pages into the table) a walk also
+    /// retries when a migration of this mirror moved pages meanwhile
+    /// ([`Mirror::validated`]).
     fn fault_validated<'m>(
         m: &'m Mirror,
         range: &mut HmmRange<'_>,
+        stores: bool,
         mut fault: impl FnMut(&mut HmmRange<'_>) -> Result,
     ) -> Result<MutexGuard<'m, ()>> {
         let t0 = Instant::<Monotonic>::now();
@@ -808,6 +899,7 @@ impl DmirrorFile {
             if Self::deadline_passed(&t0) {
                 return Err(EBUSY);
             }
+            let moved = m.moved.load(Ordering::Acquire);
             range.read_begin();
             match fault(range) {
                 Err(e) if e == EBUSY => continue,
@@ -815,7 +907,7 @@ impl DmirrorFile {
                 Ok(()) => {}
             }
             let g = m.lock.lock();
-            if !range.read_retry() {
+            if !range.read_retry() && (!stores || m.validated(&g, moved)) {
                 return Ok(g);
             }
         }
@@ -824,7 +916,7 @@ impl DmirrorFile {
     /// `dmirror_range_fault()`.
     fn range_fault(&self, mm: &MmWithUser, range: &mut HmmRange<'_>) -> Result {
         let m = self.mirror();
-        let g = Self::fault_validated(m, range, |r| r.fault(&mm.mmap_read_lock()))?;
+        let g = Self::fault_validated(m, range, true, |r| r.fault(&mm.mmap_read_lock()))?;
         m.do_fault(&g, range)
     }
 
@@ -832,9 +924,10 @@ impl DmirrorFile {
     fn range_fault_unlocked(&self, range: &mut HmmRange<'_>, timeout: usize) -> Result {
         let m = self.mirror();
         loop {
+            let moved = m.moved.load(Ordering::Acquire);
             range.fault_unlocked_timeout(timeout)?;
             let g = m.lock.lock();
-            if range.read_retry() {
+            if range.read_retry() || !m.validated(&g, moved) {
                 continue;
             }
             return m.do_fault(&g, range);
@@ -849,7 +942,7 @@ impl DmirrorFile {
         let mut addr = start;
         while addr < end {
             let next = range.set_window(addr, end);
-            let g = Self::fault_validated(m, &mut range, |r| r.fault(guard))?;
+            let g = Self::fault_validated(m, &mut range, true, |r| r.fault(guard))?;
             m.store_own_pages(&g, &range)?;
             drop(g);
             addr = next;
@@ -962,17 +1055,25 @@ impl DmirrorFile {
                         | bindings::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND,
                     fault_page: core::ptr::null_mut(),
                 };
+                // Before the setup, so that any invalidation of the window but this
+                // mirror's own migrations (which leave the sequence alone) shows.
+                let seq = self.notifier.read_begin();
                 let mut c = Collected::setup(vma, args, &mut pfns)?;
                 Mirror::migrate_alloc_and_copy(self.mirror_ref(), &mut c);
                 let done = c.pages();
-                m.erase_moved(&done);
-                done.finalize();
-                // The C driver maps the new pages from the dst array before finalize.
-                // That raced with a zap (MADV_DONTNEED needs only the mmap read lock)
-                // of a migration entry in between, whose page finalize then frees:
-                // the entry stayed (found by dmirror_fuzz). The page tables after
+                // As the C driver, map the new pages from the dst array before finalize,
+                // but only if nothing else invalidated the mirror meanwhile: the C driver
+                // raced with a zap (MADV_DONTNEED needs only the mmap read lock) of a
+                // migration entry in between, whose page finalize then frees, and the
+                // entry stayed (found by dmirror_fuzz). Otherwise the page tables after
                 // finalize are the truth. The C driver ignores a failure here too.
-                let _ = self.map_device_pages(&guard, addr, next);
+                let mapped = m.erase_moved_and_map(&done, || {
+                    seq.is_some_and(|seq| !self.notifier.read_retry(seq))
+                });
+                done.finalize();
+                if !mapped {
+                    let _ = self.map_device_pages(&guard, addr, next);
+                }
                 addr = next;
             }
         }
@@ -1073,7 +1174,7 @@ impl DmirrorFile {
         );
         let mut range = HmmRange::new(&*notifier, 0, m.owner());
         range.set_window(start, end);
-        let g = Self::fault_validated(m, &mut range, |r| r.fault(&mm.mmap_read_lock()))?;
+        let g = Self::fault_validated(m, &mut range, false, |r| r.fault(&mm.mmap_read_lock()))?;
         for (slot, p) in perm.iter_mut().zip(range.pfns()) {
             *slot = Self::mkentry(m, p);
         }

@@ -118,6 +118,26 @@ impl<T: IntervalOps> IntervalNotifier<T> {
         self.mni.get()
     }
 
+    /// `mmu_interval_read_begin()`: a sequence for [`IntervalNotifier::read_retry`]
+    /// (waits for a running invalidation to end); `None` once removed.
+    pub(crate) fn read_begin(&self) -> Option<kernel::ffi::c_ulong> {
+        if self.removed {
+            return None;
+        }
+        // SAFETY: By the type invariants the notifier is inserted until `remove`, which
+        // needs `&mut self` and so cannot run while this borrow lasts.
+        Some(unsafe { bindings::mmu_interval_read_begin(self.as_raw()) })
+    }
+
+    /// `mmu_interval_read_retry()`: whether an invalidation bumped the sequence since
+    /// `read_begin` returned `seq`. Meaningful with the user lock held, under which
+    /// the callback bumps it (see [`Invalidation::set_seq`]).
+    pub(crate) fn read_retry(&self, seq: kernel::ffi::c_ulong) -> bool {
+        // SAFETY: `mni` is pinned memory that lives as long as `self`; the helper only
+        // reads its sequence.
+        unsafe { bindings::dmirror_mmu_interval_read_retry(self.as_raw(), seq) }
+    }
+
     /// The mm the notifier watches, `None` once removed.
     pub(crate) fn mm(&self) -> Option<&Mm> {
         if self.removed {

@@ -689,6 +689,103 @@ TEST_F_TIMEOUT(race, readback_vs_cpu_fault, 60)
 	free(out);
 }
 
+/*
+ * A zap racing MIGRATE_TO_DEV between migrate_vma_pages() and finalize: a
+ * second thread MADV_DONTNEEDs random pages of the window while it migrates.
+ * A zapped migration entry leaves the new device page unmapped, and finalize
+ * frees it; a mirror entry stored for it from the dst array (what
+ * lib/test_hmm.c does, before finalize and without a check) outlives the
+ * page (found by dmirror_fuzz). The Rust module maps from the dst array only
+ * when no invalidation but its own migration's reached the mirror since
+ * before the setup. After each round the mirror must agree with the CPU:
+ * a READ through it (table first, faults for the rest) and the CPU view of
+ * every page, zero where a zap landed, must be the same bytes.
+ */
+#define DM_C_ZAP \
+	"lib/test_hmm.c maps the new pages from the dst array before finalize " \
+	"without checking for a zap in between: a stale entry to a freed page " \
+	"(selftests/expectations.txt)"
+
+#define ZAP_PAGES	512
+
+struct zapper {
+	char *buf;
+	pthread_barrier_t start, done;
+	atomic_int halt, stop;
+	unsigned long zaps;
+};
+
+/* Zaps random pages from each start until halt, then waits at done. */
+static void *zap_loop(void *arg)
+{
+	struct zapper *z = arg;
+	unsigned int seed = 7;
+
+	for (;;) {
+		pthread_barrier_wait(&z->start);
+		if (atomic_load(&z->stop))
+			return NULL;
+		while (!atomic_load(&z->halt)) {
+			madvise(z->buf + (rand_r(&seed) % ZAP_PAGES) * DM_PAGE_SIZE,
+				DM_PAGE_SIZE, MADV_DONTNEED);
+			z->zaps++;
+		}
+		pthread_barrier_wait(&z->done);
+	}
+}
+
+TEST_F_TIMEOUT(race, zap_vs_migrate_to_dev, 60)
+{
+	struct zapper z = { 0 };
+	char *out = malloc(ZAP_PAGES * DM_PAGE_SIZE);
+	unsigned long rounds = 0, gen = 1;
+	long bad = -1;
+	pthread_t t;
+	double end;
+	int fd;
+
+	if (dm_driver_is_c())
+		SKIP(return, DM_C_ZAP);
+	fd = dm_open(0);
+	ASSERT_GE(fd, 0);
+	ASSERT_NE(NULL, out);
+	z.buf = dm_map(ZAP_PAGES, PROT_READ | PROT_WRITE, MADV_NOHUGEPAGE);
+	ASSERT_NE(NULL, z.buf);
+	ASSERT_EQ(0, pthread_barrier_init(&z.start, NULL, 2));
+	ASSERT_EQ(0, pthread_barrier_init(&z.done, NULL, 2));
+	ASSERT_EQ(0, pthread_create(&t, NULL, zap_loop, &z));
+	end = now_s() + RUN_SECONDS;
+	while (now_s() < end && bad < 0) {
+		unsigned long i;
+		int ret;
+
+		dm_fill(z.buf, ZAP_PAGES, ++gen);
+		atomic_store(&z.halt, 0);
+		pthread_barrier_wait(&z.start);
+		ret = dm_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, z.buf, out, ZAP_PAGES, NULL);
+		EXPECT_TRUE(ret == 0 || ret == -ENOENT) TH_LOG("MIGRATE_TO_DEV: %d", ret);
+		atomic_store(&z.halt, 1);
+		pthread_barrier_wait(&z.done);
+		ASSERT_EQ(0, dm_cmd(fd, HMM_DMIRROR_READ, z.buf, out, ZAP_PAGES, NULL));
+		for (i = 0; i < ZAP_PAGES && bad < 0; i++)
+			if (memcmp(out + i * DM_PAGE_SIZE, z.buf + i * DM_PAGE_SIZE,
+				   DM_PAGE_SIZE))
+				bad = i;
+		rounds++;
+	}
+	atomic_store(&z.stop, 1);
+	pthread_barrier_wait(&z.start);
+	pthread_join(t, NULL);
+	pthread_barrier_destroy(&z.start);
+	pthread_barrier_destroy(&z.done);
+	TH_LOG("%lu rounds, %lu zaps", rounds, z.zaps);
+	EXPECT_EQ(-1, bad) TH_LOG("round %lu: the mirror and the CPU disagree on page %ld",
+				  rounds, bad);
+	EXPECT_LT(0UL, rounds);
+	close(fd);
+	munmap(z.buf, ZAP_PAGES * DM_PAGE_SIZE);
+	free(out);
+}
 
 /*
  * Device page allocation racing the eviction of a close: a thread migrates
