@@ -3,7 +3,8 @@
 //! The per-open mirror of a process address space and the ioctl operations.
 //!
 //! Owns [`Mirror`] (device, mirror table, the mutex that guards the table and
-//! is the interval notifier's user lock, the FLAGS word) and [`DmirrorFile`],
+//! is the interval notifier's user lock, the FLAGS word, the marks of the
+//! tasks migrating through it and the count of their erases) and [`DmirrorFile`],
 //! the open file: the mirror embedded in its interval notifier over the whole
 //! mm. Everything here is safe driver logic on top of the abstractions, except
 //! the `migrate_to_ram` entry, which recovers the mirror from a backing page.
