@@ -785,7 +785,7 @@ impl Mirror {
         // migration to the device leaves alone stays mirrored) and the migration back to
         // RAM drops the entries of the pages it moves under the mutex
         // (`devmem_alloc_and_copy`), a migration to the device those of the pages it moved
-        // (`erase_moved`). As in the C driver, such an invalidation takes no lock and does
+        // (`erase_moved_and_map`). As in the C driver, such an invalidation takes no lock and does
         // not bump the sequence: the migrating tasks do not wait for each other's
         // read-backs here. Unlike the C driver, a walk that stores into the table
         // still retries when one of these migrations erased entries meanwhile (`moved`),
