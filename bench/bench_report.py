@@ -199,10 +199,19 @@ def main():
     drivers = [d for d in ("c", "rust") if d in rounds] + \
         sorted(d for d in rounds if d not in ("c", "rust"))
     summary = summarize(rows, units)
+    # The guest's CPUs as scripts/run-vm.sh recorded them (OUT/<flavor>/cpus):
+    # contention figures mean nothing without them.
+    cpus = ""
+    try:
+        with open(os.path.join(args.results, "..", "cpus"), encoding="utf-8") as f:
+            cpus = f.read().strip()
+    except OSError:
+        pass
+    print(f"guest CPUs: {cpus or 'not recorded'}")
     print_table(summary, drivers)
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"rounds": rounds, "rows": summary}, f, indent=1)
+        json.dump({"rounds": rounds, "rows": summary, "cpus": cpus}, f, indent=1)
     print("\nrounds: " + ", ".join(f"{d}: {' '.join(r)}" for d, r in rounds.items()))
     print(f"json: {args.json}")
     if plot(summary, drivers, args.plot):

@@ -149,6 +149,51 @@ kernel_build_dir() {
 # memmap=SIZE$BASE (a guest with more than 4 GiB has RAM from 0x100000000
 # up); the drivers get the two 256 MiB halves as spm_addr_dev0/1.
 VM_MEM=${VM_MEM:-6G}
+
+# The guest's CPUs. QEMU's default topology for -smp N is one socket of N
+# cores, and a guest kernel without ACPI (ours) learns its CPUs from the
+# BIOS's MP table, which lists one CPU per socket: it would bring up one CPU
+# whatever N is. One core per socket makes every vCPU a socket the MP table
+# lists (the other way, CONFIG_ACPI, adds the ACPI interpreter to every
+# flavor and its boot time under TCG, and would not help a user's config).
+# VM_TOPOLOGY=cores gives QEMU's default layout, only to check that a run
+# whose guest has fewer CPUs online than asked fails (scripts/run-vm.sh).
+VM_CPUS=${VM_CPUS:-2}
+VM_TOPOLOGY=${VM_TOPOLOGY:-sockets}
+vm_smp() {
+	case "$VM_TOPOLOGY" in
+	sockets) echo "$VM_CPUS,sockets=$VM_CPUS,cores=1,threads=1" ;;
+	cores) echo "$VM_CPUS" ;;
+	*) die "VM_TOPOLOGY must be sockets or cores, not '$VM_TOPOLOGY'" ;;
+	esac
+}
+
+# The guest status of a guest that finished its plan, given the CPUs asked
+# for ($1), the CPUs it had online ($2, empty when it did not say) and the
+# vCPU threads QEMU ran ($3): 'finished', or why the run is no test of
+# concurrency (fewer CPUs online than asked, all vCPUs on fewer threads).
+cpu_status() {
+	local requested=$1 online=${2:-unknown} threads=$3
+	if ! [[ "$online" =~ ^[0-9]+$ ]] || [ "$online" -lt "$requested" ]; then
+		echo "cpus-missing($online-of-$requested-online)"
+	elif [ "$threads" -ne "$requested" ]; then
+		echo "vcpu-threads-missing($threads-threads-for-$requested-vCPUs)"
+	else
+		echo finished
+	fi
+}
+
+# Why KVM cannot run our guest on this host, or nothing when it may.
+# /dev/kvm of a KVM-PVM host (module kvm_pvm, no kvm_intel/kvm_amd) runs
+# only guest kernels built for PVM: QEMU aborts with -cpu host and prints
+# nothing with its default CPU model, so trying it only costs time.
+kvm_unusable_reason() {
+	if [ ! -w /dev/kvm ]; then
+		echo "/dev/kvm is missing or not writable"
+	elif [ -d /sys/module/kvm_pvm ] && [ ! -d /sys/module/kvm_intel ] && [ ! -d /sys/module/kvm_amd ]; then
+		echo "/dev/kvm is KVM-PVM (module kvm_pvm), which runs only guest kernels built for PVM"
+	fi
+}
 SPM_RESERVE="512M\$0x100000000"
 SPM_ADDR_DEV0=0x100000000
 SPM_ADDR_DEV1=0x110000000

@@ -8,6 +8,9 @@ Turns what scripts/run-vm.sh collected in OUT/<flavor>/ into results:
  - the kernel log scanned for reports (WARNING, BUG, Oops, lockdep, KFENCE,
    kmemleak, hung tasks, Rust panics), each a failure of the driver that was
    loaded when it appeared;
+ - the guest's CPUs (OUT/<flavor>/cpus of scripts/run-vm.sh): asked for,
+   online, vCPU threads of QEMU; a guest with fewer CPUs online than asked
+   for has a guest status other than 'finished' and fails the run;
  - the expectations file: a listed known failure of the upstream C driver is
    shown as 'xfail' and does not fail the run; a test listed as too slow for
    a flavor (driver '*', 'timeout') is a skip when, and only when, it timed
@@ -142,6 +145,7 @@ def collect_flavor(out, flavor, expectations, problems):
         "guest": status,
         "accelerator": read(os.path.join(base, "accelerator"), "unknown"),
         "kernel": read(os.path.join(base, "info.txt"), "").splitlines()[:1],
+        "cpus": parse_cpus(read(os.path.join(base, "cpus"), "")),
         "config": os.path.join(base, "kernel.config"),
         "drivers": {},
         "kernel_reports": [],
@@ -226,6 +230,27 @@ def collect_flavor(out, flavor, expectations, problems):
     return flavor_result
 
 
+def parse_cpus(text):
+    """'requested=2 online=2 topology=... accel=tcg vcpu_threads=2 CPU_0/TCG=1.5 ...'
+    as a dict; the per-thread seconds under 'vcpu_seconds'."""
+    cpus = {}
+    for word in text.split():
+        key, _, value = word.partition("=")
+        if key.startswith("CPU_"):
+            cpus.setdefault("vcpu_seconds", {})[key.replace("_", " ", 1)] = float(value)
+        elif key in ("requested", "online", "vcpu_threads"):
+            cpus[key] = int(value) if value.isdigit() else value
+        elif key:
+            cpus[key] = value
+    return cpus
+
+
+def cpus_text(cpus):
+    if not cpus:
+        return ""
+    return f", {cpus.get('online', '?')} of {cpus.get('requested', '?')} CPUs online"
+
+
 def read(path, default):
     try:
         with open(path, encoding="utf-8") as f:
@@ -254,7 +279,10 @@ def print_table(flavor, fr):
                 rows.setdefault((suite, test), {})[driver] = tests[test]
     width = max([len(f"{s} {t}") for s, t in rows] + [10])
     release = "".join(f" {k.removeprefix('kernel ')}" for k in fr["kernel"])
-    print(f"\n== {flavor} kernel{release} ({fr['accelerator']}, guest {fr['guest']}) ==")
+    print(f"\n== {flavor} kernel{release} ({fr['accelerator']}{cpus_text(fr['cpus'])}, guest {fr['guest']}) ==")
+    if fr["cpus"].get("vcpu_seconds"):
+        each = ", ".join(f"{t} {s:.0f} s" for t, s in sorted(fr["cpus"]["vcpu_seconds"].items()))
+        print(f"host CPU time of the vCPU threads: {each}")
     print(f"{'test':<{width}}  " + "  ".join(f"{d:>6}" for d in drivers))
     for (suite, test), per in sorted(rows.items()):
         cells = "  ".join(f"{SYMBOL[per[d]['result']] if d in per else '-':>6}" for d in drivers)

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Usage: [KFLAVOR=normal|debug] [DRIVERS="c rust"] [SUITES=...] [ACCEL=auto|kvm|tcg]
-#        [VM_TIMEOUT=seconds] [EXTRA_CMDLINE=...] scripts/run-vm.sh [--help]
+#        [VM_CPUS=2] [VM_TOPOLOGY=sockets|cores] [VM_TIMEOUT=seconds]
+#        [EXTRA_CMDLINE=...] scripts/run-vm.sh [--help]
 #
 # Boots the guest kernel with the initramfs of scripts/initramfs.sh, lets
 # qemu/init run the plan, and splits what the guest sends on its second serial
 # port into out/<flavor>/results/<driver>/<suite>.tap (plus dmesg.txt and
 # <driver>/kmemleak.tap). The console is kept in out/<flavor>/console.log.
 # ACCEL=auto tries KVM first and falls back to TCG when the kernel does not
-# print its banner within 20 s. A guest that has not finished within
-# VM_TIMEOUT seconds (default 2400) is killed and the run reported as hung.
+# print its banner within 20 s; where KVM cannot run this guest (KVM-PVM, no
+# writable /dev/kvm) it goes straight to TCG and says why. TCG runs one host
+# thread per vCPU (thread=multi).
+# The guest gets VM_CPUS CPUs (default 2; topology: vm_smp in
+# scripts/lib.sh). A guest that brings up fewer, or a QEMU that does not run
+# one thread per vCPU, fails the run: its guest-status says so.
+# OUT/<flavor>/cpus records what was asked for, what the guest had online
+# and the host CPU seconds of each vCPU thread.
+# A guest that has not finished within VM_TIMEOUT seconds (default 2400) is
+# killed and the run reported as hung.
 # EXTRA_CMDLINE is appended to the guest kernel's command line
 # (scripts/repro-kernel-bug.sh passes oops=panic, so that an Oops ends the
 # boot at once).
-# Exits 0 when the guest finished its plan (results may still hold failures),
-# 1 when it crashed or hung.
+# Exits 0 when the guest finished its plan on all its CPUs (results may
+# still hold failures), 1 when it crashed or hung or had too few CPUs.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -40,11 +49,14 @@ cmdline+=${EXTRA_CMDLINE:+ $EXTRA_CMDLINE}
 # Starts QEMU in the background; sets qemu_pid.
 start_qemu() {
 	local accel=$1
-	local cpu=()
+	local cpu=() accel_opts=$accel
 	[ "$accel" = kvm ] && cpu=(-cpu host)
+	[ "$accel" = tcg ] && accel_opts=tcg,thread=multi
 	: >"$console"
 	: >"$channel"
-	qemu-system-x86_64 -accel "$accel" "${cpu[@]}" -smp 2 -m "$VM_MEM" \
+	# debug-threads names the vCPU threads ("CPU 0/TCG") for vcpu_seconds.
+	qemu-system-x86_64 -name hmm-guest,debug-threads=on \
+		-accel "$accel_opts" "${cpu[@]}" -smp "$(vm_smp)" -m "$VM_MEM" \
 		-nographic -no-reboot -monitor none \
 		-serial "file:$console" -serial "file:$channel" \
 		-kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
@@ -63,6 +75,23 @@ wait_for() {
 	return 1
 }
 
+# Host CPU seconds of each vCPU thread of QEMU, "CPU 0/TCG=12.34 ...".
+vcpu_seconds() {
+	local task comm stat rest fields ticks out=()
+	ticks=$(getconf CLK_TCK)
+	for task in /proc/"$qemu_pid"/task/*; do
+		comm=$(cat "$task/comm" 2>/dev/null) || continue
+		case "$comm" in "CPU "*) ;; *) continue ;; esac
+		stat=$(cat "$task/stat" 2>/dev/null) || continue
+		# After "pid (comm) ": state, ..., utime (14th field), stime (15th).
+		rest=${stat##*) }
+		read -r -a fields <<<"$rest"
+		out+=("${comm// /_}=$(awk -v t="$ticks" -v u="${fields[11]}" -v s="${fields[12]}" \
+			'BEGIN { printf "%.1f", (u + s) / t }')")
+	done
+	echo "${out[*]}"
+}
+
 stop_qemu() {
 	kill "$qemu_pid" 2>/dev/null || true
 	wait "$qemu_pid" 2>/dev/null || true
@@ -70,7 +99,12 @@ stop_qemu() {
 trap stop_qemu EXIT
 
 accel=tcg
-if [ "$ACCEL" = kvm ] || { [ "$ACCEL" = auto ] && [ -w /dev/kvm ]; }; then
+no_kvm=$(kvm_unusable_reason)
+if [ -n "$no_kvm" ]; then
+	[ "$ACCEL" != kvm ] || die "ACCEL=kvm was asked for, but $no_kvm"
+	[ "$ACCEL" != auto ] || log "not trying KVM: $no_kvm; using TCG"
+fi
+if [ "$ACCEL" = kvm ] || { [ "$ACCEL" = auto ] && [ -z "$no_kvm" ]; }; then
 	log "trying KVM"
 	start_qemu kvm
 	if wait_for 'Linux version' 20; then
@@ -83,9 +117,10 @@ if [ "$ACCEL" = kvm ] || { [ "$ACCEL" = auto ] && [ -w /dev/kvm ]; }; then
 fi
 [ "$accel" = kvm ] || start_qemu tcg
 echo "$accel" >"$dir/accelerator"
-log "guest running under $accel (console: $console)"
+log "guest running under $accel with $VM_CPUS vCPUs, -smp $(vm_smp) (console: $console)"
 
 status=finished
+vcpus=
 SECONDS=0
 while kill -0 "$qemu_pid" 2>/dev/null; do
 	if ((SECONDS > VM_TIMEOUT)); then
@@ -94,6 +129,8 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
 		stop_qemu
 		break
 	fi
+	# The last sample before QEMU exits: its threads are gone afterwards.
+	vcpus=$(vcpu_seconds)
 	sleep 2
 done
 wait "$qemu_pid" 2>/dev/null || true
@@ -118,5 +155,20 @@ tr -d '\r' <"$channel" | awk -v dir="$results" '
 rm -rf "$results/kernel"
 [ -f "$results/info.txt" ] && mv "$results/info.txt" "$dir/info.txt"
 cp "$build/.config" "$dir/kernel.config"
+
+# The CPUs the guest had: a run on fewer than asked for (the MP-table
+# topology trap of vm_smp) or on one host thread for all vCPUs is no
+# concurrency test, so it fails whatever its results.
+online=$(sed -n 's/^cpus-online //p' "$dir/info.txt" 2>/dev/null || true)
+threads=$(wc -w <<<"$vcpus")
+printf 'requested=%s online=%s topology=%s accel=%s vcpu_threads=%s %s\n' \
+	"$VM_CPUS" "${online:-unknown}" "$(vm_smp)" "$accel" "$threads" "$vcpus" >"$dir/cpus"
+log "guest CPUs: $(cat "$dir/cpus")"
+if [ "$status" = finished ]; then
+	status=$(cpu_status "$VM_CPUS" "$online" "$threads")
+	[ "$status" = finished ] ||
+		log "the guest had $online of $VM_CPUS CPUs online on $threads vCPU threads: failing the run ($status)"
+	echo "$status" >"$dir/guest-status"
+fi
 log "guest $status after ${SECONDS}s; results in $results"
 [ "$status" = finished ]

@@ -5,7 +5,9 @@
 # Host-side tests of the pipeline's own logic, as KTAP on stdout:
 # KSRC= takes a user's tree and never modifies it, PATCHES= applies patch
 # files (patch -p1, and git am on a git tree) on a cached copy that a second
-# run reuses, and a patch that does not apply stops with a clear error.
+# run reuses, and a patch that does not apply stops with a clear error; a
+# guest with fewer CPUs online than asked for, or with fewer vCPU threads,
+# fails the run and the results table says so.
 # Runs on a small stand-in tree in a temporary cache: no kernel build needed.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -47,7 +49,7 @@ sed 's/HMM test module loaded/no such line in the tree/' "$work/printk.patch" >"
 orig_sum=$(sha256sum <"$tree/lib/test_hmm.c")
 
 echo "TAP version 13"
-echo "1..7"
+echo "1..10"
 
 ksrc_is_used() { [ "$(KSRC=$tree "$source_script")" = "$(realpath "$tree")" ]; }
 check ksrc_is_used ksrc_is_used
@@ -99,6 +101,30 @@ git_am_used() {
 		[ "$(git -C "$out" log -1 --format=%s)" = "test: mark the printk" ]
 }
 check git_am_on_git_tree git_am_used
+
+# The CPU check of scripts/run-vm.sh (cpu_status) and its report.
+cpus_all_online() { [ "$(cpu_status 2 2 2)" = finished ]; }
+check cpus_all_online_is_finished cpus_all_online
+cpus_missing() {
+	[ "$(cpu_status 2 1 2)" = "cpus-missing(1-of-2-online)" ] &&
+		[ "$(cpu_status 2 "" 2)" = "cpus-missing(unknown-of-2-online)" ] &&
+		[ "$(cpu_status 2 2 1)" = "vcpu-threads-missing(1-threads-for-2-vCPUs)" ]
+}
+check cpus_missing_fails cpus_missing
+one_cpu_guest_fails_report() {
+	local out=$work/out-1cpu
+	mkdir -p "$out/normal/results/rust"
+	printf '1..1\nok 1 t.a\n' >"$out/normal/results/rust/s.tap"
+	echo rc=0 >"$out/normal/results/rust/s.rc"
+	echo tcg >"$out/normal/accelerator"
+	echo "cpus-missing(1-of-2-online)" >"$out/normal/guest-status"
+	echo "requested=2 online=1 topology=2 accel=tcg vcpu_threads=2 CPU_0/TCG=3.0 CPU_1/TCG=0.1" >"$out/normal/cpus"
+	! python3 "$REPO_ROOT/scripts/report.py" --out "$out" normal >"$work/report.txt" &&
+		grep -q '1 of 2 CPUs online, guest cpus-missing' "$work/report.txt" &&
+		grep -q '^1 passed, 1 failed' "$work/report.txt" &&
+		python3 -c 'import json, sys; c = json.load(open(sys.argv[1]))["flavors"]["normal"]["cpus"]; sys.exit(c["online"] != 1 or c["requested"] != 2)' "$out/results.json"
+}
+check one_cpu_guest_fails_report one_cpu_guest_fails_report
 
 echo "# Totals: pass:$((tests - failures)) fail:$failures xfail:0 xpass:0 skip:0 error:0"
 [ "$failures" -eq 0 ]
