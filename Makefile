@@ -21,7 +21,7 @@ help: ## This list.
 run: ## The main job: normal kernel, all drivers and suites, results table.
 	FLAVORS=normal $(SCRIPTS)/pipeline.sh
 
-check: lint ## The tests: lint, then every suite on the normal and the debug kernel.
+check: lint docs-check ## The tests: lint, docs-check, then every suite on the normal and the debug kernel.
 	FLAVORS="normal debug" $(SCRIPTS)/pipeline.sh
 
 stress: ## Reliability: fuzzer, fault injection, module cycling, long runs (debug kernel).
@@ -66,10 +66,16 @@ vm: ## Boot the VM of KFLAVOR and collect results into out/KFLAVOR/.
 report: ## Print the results table of what is in out/ (FLAVORS).
 	python3 $(SCRIPTS)/report.py --out $(or $(OUT),out) $(or $(FLAVORS),normal)
 
-lint: ## shellcheck the scripts.
+lint: ## shellcheck, checkpatch, Python and rustfmt checks of the repository.
 	$(SCRIPTS)/lint.sh
+
+docs-check: ## Check the docs: links, the targets and variables they name, make help coverage.
+	python3 $(SCRIPTS)/docs-check.py
+
+docs-tables: ## Rewrite the generated tables of docs/ from out/ (after make check or make bench).
+	python3 $(SCRIPTS)/docs-tables.py
 
 clean: ## Remove out/ (the cache outside the repository stays).
 	rm -rf out
 
-.PHONY: help run check stress bench profile repro repro-zap repro-split toolchain kernel-source kernel module tests initramfs vm report lint clean
+.PHONY: help run check stress bench profile repro repro-zap repro-split toolchain kernel-source kernel module tests initramfs vm report lint docs-check docs-tables clean

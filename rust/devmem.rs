@@ -319,13 +319,11 @@ impl DmirrorDevice {
         // on, the eviction of a concurrent close (`migrate_device_range()`, which takes
         // any page with a non-zero refcount and trylocks it) can lock the page before
         // `zone_device_folio_init()`'s own `lock_page()` does, and reads the backing page
-        // from this field: set afterwards, the field was still the free-list link, and the
-        // eviction would copy from that device page as if it were system memory (an Oops in
-        // `copy_page()`; lib/test_hmm.c has the same order). The eviction crash seen in
-        // dmirror_modcycle has that signature but came again with this order (README, "The
-        // project's selftests"). Now such an eviction "migrates" a page that nothing maps: it
-        // copies the backing folio to a system page that its finalize frees, and our
-        // `lock_page()` waits until it is done.
+        // from this field: set afterwards, the field would still be the free-list link, and
+        // the eviction would copy from that device page as if it were system memory (an Oops
+        // in `copy_page()`; lib/test_hmm.c sets it afterwards). With this order such an
+        // eviction "migrates" a page that nothing maps: it copies the backing folio to a
+        // system page that its finalize frees, and our `lock_page()` waits until it is done.
         let data = rpage.map_or(core::ptr::null_mut(), |r| r.into_raw().as_ptr().cast());
         // SAFETY: `dpage` is off the free list with refcount 0, so nobody else uses it; the
         // backing folio now belongs to it. `zone_device_folio_init` leaves the field of

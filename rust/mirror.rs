@@ -102,7 +102,7 @@ impl Drop for MigratingGuard<'_> {
 /// a huge-page `vmalloc()` (order 9) from 2 MiB. Those competed with the THP
 /// allocations of the migration (user THPs, the device pages' order-9 backing
 /// folios) and made THP migration to the device of 256 MiB half as fast as
-/// the C driver's (`make bench`, README).
+/// the C driver's (`make bench`, docs/benchmarks.md).
 struct Bounce {
     buf: VVec<u8>,
     addr: usize,
@@ -1066,7 +1066,7 @@ impl DmirrorFile {
                 // but only if nothing else invalidated the mirror meanwhile: the C driver
                 // raced with a zap (MADV_DONTNEED needs only the mmap read lock) of a
                 // migration entry in between, whose page finalize then frees, and the
-                // entry stayed (found by dmirror_fuzz). Otherwise the page tables after
+                // entry stayed (race.zap_vs_migrate_to_dev). Otherwise the page tables after
                 // finalize are the truth. The C driver ignores a failure here too.
                 let mapped = m.erase_moved_and_map(&done, || {
                     seq.is_some_and(|seq| !self.notifier.read_retry(seq))

@@ -13,8 +13,7 @@
 //! pages (`migrate_device_range()`), so a page that another task holds locked
 //! at that moment, for a CPU fault or a migration that then fails, stays on the
 //! device, and its next CPU fault must not use a freed mirror (with a raw
-//! pointer it did: a general protection fault on a SLUB free pointer in
-//! `devmem_fault`, found by dmirror_fuzz).
+//! pointer, `devmem_fault` would read freed memory).
 
 use crate::{mirror::Mirror, page::PageRef};
 use kernel::{

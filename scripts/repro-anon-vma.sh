@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Usage: [ROUNDS=10] [OUT=out] [KSRC=...] scripts/repro-anon-vma.sh [--help]
 #
-# make repro: the reproducer of the kernel bug in README, "Kernel bug:
-# migrate_device_range() does not pin the anon_vma". Builds the KASAN kernel
+# make repro: the reproducer of the kernel bug of docs/kernel-bugs.md,
+# "migrate_device_range() does not pin the anon_vma". Builds the KASAN kernel
 # (qemu/kernel-kasan.config; C reference driver only, since with GCC the
 # kernel's Rust support excludes KASAN) twice, from the tree as it is and
 # with the proposed fix in patches/, boots each and runs ROUNDS rounds of

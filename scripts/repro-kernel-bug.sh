@@ -3,9 +3,9 @@
 # Usage: [ROUNDS=N] [DRIVERS="rust c"] [OUT=out] [KSRC=...] scripts/repro-kernel-bug.sh zap|split [--help]
 #
 # make repro-zap / make repro-split: the reproducers of two kernel bugs of
-# README, "Kernel bug: zap_huge_pmd() puts a device-private folio behind a
+# docs/kernel-bugs.md, "zap_huge_pmd() puts a device-private folio behind a
 # migration entry" (zap: selftests/dmirror_zap_race, 20 rounds by default;
-# fix patches/0003) and "Kernel bug: migrate_vma_pages() splits a THP that
+# fix patches/0003) and "migrate_vma_pages() splits a THP that
 # a forked child still PMD-maps" (split: selftests/dmirror_fork_split, 5
 # rounds; fix patches/0004, applied on top of 0003 as the series is
 # ordered). Builds the normal kernel from the tree as it is and with the

@@ -12,8 +12,7 @@
 #    (the debug kernel has the fault-injection knobs);
 #  - dmirror_modcycle --long: 100 unload/load cycles with live users;
 #  - dmirror_evict_race --long: 100 rounds of the eviction/munmap race of
-#    the migrate_device_range() anon_vma bug (README, "Kernel
-#    bug").
+#    the migrate_device_range() anon_vma bug (docs/kernel-bugs.md).
 # Every suite gets SUITE_ARGS="--long" (plus "--seed FUZZ_SEED" to replay a
 # fuzzer seed, printed in OUT/<flavor>/results/<driver>/dmirror_fuzz.tap;
 # the other programs ignore it); STRESS=1 gives them the longer guest

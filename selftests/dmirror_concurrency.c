@@ -695,7 +695,7 @@ TEST_F_TIMEOUT(race, readback_vs_cpu_fault, 60)
  * A zapped migration entry leaves the new device page unmapped, and finalize
  * frees it; a mirror entry stored for it from the dst array (what
  * lib/test_hmm.c does, before finalize and without a check) outlives the
- * page (found by dmirror_fuzz). The Rust module maps from the dst array only
+ * page. The Rust module maps from the dst array only
  * when no invalidation but its own migration's reached the mirror since
  * before the setup. After each round the mirror must agree with the CPU:
  * a READ through it (table first, faults for the rest) and the CPU view of
@@ -798,9 +798,9 @@ TEST_F_TIMEOUT(race, zap_vs_migrate_to_dev, 60)
  * being allocated; a driver that stores the page's backing pointer only
  * after the init (as lib/test_hmm.c does) would have the eviction copy
  * from whatever the field held before, the free-list link to another
- * device page (an Oops in copy_page(); the eviction Oops that
- * dmirror_modcycle shows has that signature, but came again with the
- * field set first, see README). The window is a few instructions wide,
+ * device page (an Oops in copy_page(); the zap_huge_pmd() kernel bug of
+ * docs/kernel-bugs.md Oopses with the same signature whatever the order).
+ * The window is a few instructions wide,
  * so a clean run proves little; the data must come back intact anyway.
  */
 struct allocator {

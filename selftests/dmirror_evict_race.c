@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Device eviction racing munmap(): the window of an mm bug (README,
- * "Kernel bug"). migrate_device_range(), which a driver uses to
+ * Device eviction racing munmap(): the window of an mm bug
+ * (docs/kernel-bugs.md). migrate_device_range(), which a driver uses to
  * evict its device memory without knowing which mms map it, holds neither an
  * mmap lock nor a reference on the anon_vma of the pages it unmaps, so a
  * munmap() between its try_to_migrate() and the remove_migration_ptes() of

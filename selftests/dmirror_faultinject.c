@@ -32,7 +32,7 @@
  * mapped without their anon rmap (WARNING at include/linux/leafops.h:400,
  * "Bad rss-counter state" MM_ANONPAGES/MM_SHMEMPAGES at exit) and the task
  * hangs in migration_entry_wait(). page_alloc_migrate_to_sys skips on the
- * C driver for that reason (debug kernel, found by this test).
+ * C driver for that reason (debug kernel).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * A device-private THP shared with a forked child, migrated back to system
- * memory as order-0 pages: the window of the mm issue of README, "Open
- * finding".
+ * memory as order-0 pages: the window of the mm bug of docs/kernel-bugs.md,
+ * "migrate_vma_pages() splits a THP that a forked child still PMD-maps"
+ * (patches/0004).
  *
  * After fork() the parent and the child map the same device-private THP
  * with a PMD each. A migration back to RAM unmaps both (try_to_migrate()

@@ -53,14 +53,14 @@
  * included; fuzz.thp.ioctls adds THPs (MADV_HUGEPAGE, MADV_COLLAPSE, empty
  * aligned 2 MiB ranges that migrate as device THPs) and runs with --thp or
  * --long (make stress). Device THPs under munmap() and children's exits
- * hit the zap_huge_pmd() bug of Linux 7.3 (README, "Kernel bug";
+ * hit the zap_huge_pmd() bug of Linux 7.3 (docs/kernel-bugs.md;
  * patches/0003): garbage folio->mapping in the rmap walk of
  * __migrate_device_finalize(), "Bad rss-counter state" at a child's exit.
- * That was the "fork finding" of the base variant, whose aligned arena
- * made device THPs of empty slots. The THP variant also hits a second
- * kernel bug: migrate_vma_pages() splitting a THP that a forked child
- * still PMD-maps (README; selftests/dmirror_fork_split; patches/0004).
- * With both fixes it ran clean. The C driver skips the THP variant.
+ * An aligned arena would make device THPs of empty slots, hence the base
+ * variant's arena one page off. The THP variant also hits a second kernel
+ * bug: migrate_vma_pages() splitting a THP that a forked child still
+ * PMD-maps (docs/kernel-bugs.md; selftests/dmirror_fork_split;
+ * patches/0004); it needs both fixes. The C driver skips the THP variant.
  *
  * HMM_DMIRROR_RELEASE runs alone: it takes a lock that every other
  * operation (ioctl, mm operation, fork and its child's life) holds shared.
@@ -72,14 +72,14 @@
  * ever. In the C driver, a close racing a RELEASE also Oopses:
  * dmirror_fops_release() walks the device's chunk array without
  * devmem_lock and evicts a chunk that RELEASE just unmapped ("BUG: unable
- * to handle page fault" in migrate_device_range(), found by this fuzzer,
- * see selftests/expectations.txt).
+ * to handle page fault" in migrate_device_range(), see
+ * selftests/expectations.txt).
  *
  * The last close of a mirror evicts all device memory of its device with
  * migrate_device_range(), which on 7.3.4 does not pin the anon_vma of the
  * pages it unmaps: a munmap() or an exit during the eviction can free it
- * under the eviction's rmap walk (README, "Kernel bug"; it
- * Oopsed this fuzzer on both drivers). By default a close that may be a
+ * under the eviction's rmap walk (docs/kernel-bugs.md; it Oopses this
+ * fuzzer on both drivers). By default a close that may be a
  * last one, a child's life (its exit frees anon_vmas and closes its own
  * mirrors) and the mm thread's munmap()s are serialised (the evict lock),
  * so that a run tests the drivers, not that bug; --evict-race and --long
@@ -1009,8 +1009,8 @@ FIXTURE_SETUP(fuzz)
 	 * 2 MiB range. A migration to a device of an empty aligned 2 MiB range
 	 * allocates a device-private THP (MIGRATE_VMA_SELECT_COMPOUND, both
 	 * drivers), and device THPs under munmap()s and forked children's exits
-	 * hit the zap_huge_pmd() bug of Linux 7.3 (README, "Kernel bug";
-	 * patches/0003): the Oopses of the "fork finding". The base variant
+	 * hit the zap_huge_pmd() bug of Linux 7.3 (docs/kernel-bugs.md;
+	 * patches/0003). The base variant
 	 * stays THP-free, device THPs included; the THP variant has them all.
 	 */
 	r = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

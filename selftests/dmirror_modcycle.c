@@ -32,7 +32,7 @@
  * device 1 to itself: when its THP's device was evicted by another
  * worker's close while its exit unmapped the THP, both drivers Oopsed
  * ("BUG: unable to handle page fault", RIP copy_page <- folio_copy <- the
- * chunk eviction): the kernel bug of README, "Kernel bug: zap_huge_pmd()
+ * chunk eviction): the kernel bug of docs/kernel-bugs.md, "zap_huge_pmd()
  * puts a device-private folio behind a migration entry" (patches/0003;
  * selftests/dmirror_zap_race reproduces it). The two order-0 workers share
  * device 0 and exit one after the other: the close of the first (worker 1)
@@ -40,9 +40,9 @@
  * then checks them (intact, none left on the device), migrates them to
  * device 0 again and exits with them. Their exits do not overlap because
  * an eviction racing the exit of the process whose pages it evicts is
- * another kernel bug of README, "Kernel bug: migrate_device_range() does
+ * another kernel bug of docs/kernel-bugs.md, "migrate_device_range() does
  * not pin the anon_vma" (patches/0001, make repro): with overlapping exits
- * the C driver Oopsed once in CI on the debug kernel (RIP rmap_walk_anon
+ * the C driver can Oops on the debug kernel (RIP rmap_walk_anon
  * <- remove_migration_ptes <- __migrate_device_finalize <-
  * dmirror_device_evict_chunk <- dmirror_fops_release). It runs last and
  * waits for the workers with a timeout (an Oopsed worker never exits).

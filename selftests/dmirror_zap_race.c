@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Device eviction racing the unmap of device-private THPs: the window of the
- * mm bug of README, "Kernel bug: zap_huge_pmd() puts a device-private folio
+ * mm bug of docs/kernel-bugs.md, "zap_huge_pmd() puts a device-private folio
  * behind a migration entry" (patches/0003).
  *
  * The release of a mirror evicts every page of its device with
