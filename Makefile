@@ -16,6 +16,7 @@ help: ## This list.
 	@echo
 	@echo "Variables: KSRC=/path/to/linux  PATCHES=\"a.patch b.mbox\"  KFLAVOR=normal|debug|kasan|profile"
 	@echo "           DRIVERS=\"c rust\"  SUITES=\"hmm-tests dmirror_abi\"  ACCEL=auto|kvm|tcg"
+	@echo "           VM_CPUS=2 (the guest's CPUs; fewer online fails the run)"
 	@echo "           HMM_CACHE (default ~/.cache/hmm-dmirror-rs)  OUT (default ./out)"
 
 run: ## The main job: normal kernel, all drivers and suites, results table.
