@@ -208,7 +208,7 @@ suite_timeout() {
 	*:dmirror_bench) echo 900 ;;
 	1:dmirror_fuzz) echo 1800 ;;
 	1:dmirror_modcycle) echo 2400 ;;
-	1:dmirror_evict_race) echo 1800 ;;
+	1:dmirror_evict_race) echo 3600 ;;
 	*:dmirror_modcycle) echo 1200 ;;
 	*) echo 600 ;;
 	esac
