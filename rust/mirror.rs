@@ -579,60 +579,71 @@ impl Mirror {
         Ok(())
     }
 
-    /// `dmirror_devmem_fault_alloc_and_copy()`: system pages for the collected
-    /// device pages; `0` or `VM_FAULT_OOM`.
-    fn devmem_alloc_and_copy(&self, c: &mut Collected<'_>) -> bindings::vm_fault_t {
-        let vma = c.vma();
-        let end = c.end();
-        let mut addr = c.start();
-        let (src, dst) = c.arrays();
+    /// The device pages a migration back to system memory collected, for each
+    /// the index of its src entry, its backing page (the data), its order (0
+    /// unless the entry is compound) and how many entries it spans (clipped to
+    /// the window); `f` is called for each in order, and its first error is
+    /// returned. With `warn`, a collected page that is not a device page is
+    /// reported (`WARN_ON` in the C driver; the entry is skipped either way).
+    fn for_each_moving<E>(
+        src: &[usize],
+        warn: bool,
+        mut f: impl FnMut(usize, PageRef, u32, usize) -> core::result::Result<(), E>,
+    ) -> core::result::Result<(), E> {
         let n = src.len();
-        // First drop the entries of the pages that move, under the mutex: a READ copying
-        // from one of their backing pages finishes first, and none starts afterwards (the
-        // C driver erases without the mutex, so a READ can copy from a freed page).
-        {
-            let g = self.lock.lock();
-            self.note_moved(&g);
-            let first = addr >> PAGE_SHIFT;
-            for (k, &s) in src.iter().enumerate() {
-                if s & mpfn::MIGRATE != 0 {
-                    let nr = if s & mpfn::COMPOUND != 0 {
-                        HPAGE_PMD_NR
-                    } else {
-                        1
-                    };
-                    for j in 0..nr {
-                        self.table.erase(first + k + j);
-                    }
-                }
-            }
-        }
         let mut i = 0;
-        let mut order: u32 = 0;
-        while addr < end && i < n {
+        while i < n {
             let s = src[i];
             // SAFETY: `s` is a src entry; the migration keeps its page alive.
             let spage = unsafe { PageRef::from_migrate_pfn(s) };
             let Some(spage) = spage.filter(|_| s & mpfn::MIGRATE != 0) else {
-                addr += PAGE_SIZE;
-                i += 1 << order;
+                i += 1;
                 continue;
             };
             if !spage.is_device_private() && !spage.is_device_coherent() {
-                pr_warn!("not a device page\n");
-                addr += PAGE_SIZE;
-                i += 1 << order;
+                if warn {
+                    pr_warn!("not a device page\n");
+                }
+                i += 1;
                 continue;
             }
             let Some(spage) = devmem::backing_page(spage) else {
-                addr += PAGE_SIZE;
-                i += 1 << order;
+                i += 1;
                 continue;
             };
-            order = spage.folio().order();
-            if order != 0 {
-                dst[i] = mpfn::COMPOUND;
-            }
+            let order = if s & mpfn::COMPOUND != 0 {
+                spage.folio().order()
+            } else {
+                0
+            };
+            let nr = (1usize << order).min(n - i);
+            f(i, spage, order, nr)?;
+            i += nr;
+        }
+        Ok(())
+    }
+
+    /// `dmirror_devmem_fault_alloc_and_copy()`: system pages for the collected
+    /// device pages; `0`, or `VM_FAULT_OOM` after which the caller abandons the
+    /// migration ([`Collected::abandon`] frees the pages allocated so far).
+    ///
+    /// In three steps. Every destination page is allocated before any table
+    /// entry goes, so that a failed allocation (`FAIL_ALLOC`, or a real one)
+    /// leaves the device pages mirrored, as in the C driver, which erases the
+    /// entry of a page only when it copies it (see `failed_migration_keeps_mirror`
+    /// in selftests/dmirror_contract.c). Then the entries of the pages that
+    /// move are erased under the mutex: a READ copying from one of their backing
+    /// pages finishes first, and no READ or WRITE through the mirror reaches
+    /// them afterwards (the C driver erases without the mutex, so a READ can
+    /// copy from a freed page). Then the data is copied.
+    fn devmem_alloc_and_copy(&self, c: &mut Collected<'_>) -> bindings::vm_fault_t {
+        let vma = c.vma();
+        let start = c.start();
+        let (src, dst) = c.arrays();
+        let alloc = Self::for_each_moving(src, true, |i, _, order, nr| {
+            let s = src[i];
+            let addr = start + (i << PAGE_SHIFT);
+            dst[i] = if order != 0 { mpfn::COMPOUND } else { 0 };
             if s & mpfn::WRITE != 0 {
                 dst[i] |= mpfn::WRITE;
             }
@@ -650,57 +661,63 @@ impl Mirror {
                 // SAFETY: `vma` is the migration's VMA, locked for read; `addr` is in it.
                 unsafe { NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, order, vma, addr) }
             };
-            if dpage.is_none() && order == 0 {
-                return bindings::vm_fault_reason_VM_FAULT_OOM;
+            if let Some(p) = dpage {
+                dst[i] |= p.lock().into_migrate_pfn();
+                return Ok(());
             }
-            let dpage = dpage.map(|p| {
-                let head = p.page();
-                let locked = p.lock();
-                dst[i] |= locked.into_migrate_pfn();
-                head
-            });
-            let nr = 1usize << order;
+            if order == 0 {
+                return Err(bindings::vm_fault_reason_VM_FAULT_OOM);
+            }
+            // The large allocation failed: order-0 pages for each page of the folio.
             for k in 0..nr {
-                let dst_page = match dpage {
-                    // SAFETY: `k` is below the size of the new folio.
-                    Some(dp) => unsafe { dp.nth(k) },
-                    None => {
-                        // The large allocation failed: try with order-0 pages.
-                        // SAFETY: As above.
-                        let p = unsafe {
-                            NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, 0, vma, addr)
-                        };
-                        let Some(p) = p else {
-                            // Unlock and free the pages already allocated, clear dst.
-                            for j in (0..k).rev() {
-                                // SAFETY: `dst[i + j]` came from `into_migrate_pfn` below and
-                                // is taken back before the migration core sees it.
-                                drop(unsafe { LockedPage::from_migrate_pfn(dst[i + j]) });
-                            }
-                            for j in 0..nr {
-                                if let Some(e) = dst.get_mut(i + j) {
-                                    *e = 0;
-                                }
-                            }
-                            return bindings::vm_fault_reason_VM_FAULT_OOM;
-                        };
-                        let page = p.page();
-                        let e = p.lock().into_migrate_pfn();
-                        if let Some(slot) = dst.get_mut(i + k) {
-                            *slot = e;
-                        }
-                        page
-                    }
+                // SAFETY: As above; `k < nr` pages past `addr` are inside the window.
+                let p = unsafe {
+                    NewPage::vma_alloc(
+                        bindings::GFP_HIGHUSER_MOVABLE,
+                        0,
+                        vma,
+                        addr + (k << PAGE_SHIFT),
+                    )
                 };
-                // SAFETY: `k` is below the size of the source folio.
-                let src_page = unsafe { spage.nth(k) };
-                // The table entry went with the first loop (the C driver erases it here).
-                addr += PAGE_SIZE;
-                // SAFETY: Both pages are alive (ours, and the migration's locked source).
-                unsafe { dst_page.copy_from(src_page) };
+                let p = p.ok_or(bindings::vm_fault_reason_VM_FAULT_OOM)?;
+                // `for_each_moving` clips `nr` to the window, so `i + k` is in `dst`.
+                dst[i + k] = p.lock().into_migrate_pfn();
             }
-            i += 1 << order;
+            Ok(())
+        });
+        if let Err(ret) = alloc {
+            return ret;
         }
+        // Every destination is there: drop the entries of the pages that move.
+        {
+            let g = self.lock.lock();
+            self.note_moved(&g);
+            let first = start >> PAGE_SHIFT;
+            let _ = Self::for_each_moving(src, false, |i, _, _, nr| {
+                for k in 0..nr {
+                    self.table.erase(first + i + k);
+                }
+                Ok::<(), ()>(())
+            });
+        }
+        let _ = Self::for_each_moving(src, false, |i, spage, _, nr| {
+            let compound = dst[i] & mpfn::COMPOUND != 0;
+            for k in 0..nr {
+                let e = if compound { dst[i] } else { dst[i + k] };
+                // SAFETY: `e` is a dst entry filled above with a locked page of ours, which
+                // the migration holds until finalize.
+                let Some(dpage) = (unsafe { PageRef::from_migrate_pfn(e) }) else {
+                    continue;
+                };
+                // SAFETY: A compound dst is the head of a folio of the source's order, so
+                // the `k`th page is in it; otherwise `k` is 0 for the page itself.
+                let dst_page = unsafe { dpage.nth(if compound { k } else { 0 }) };
+                // SAFETY: `k` is below the size of the source folio; both pages are alive
+                // (ours, and the migration's locked source).
+                unsafe { dst_page.copy_from(spage.nth(k)) };
+            }
+            Ok::<(), ()>(())
+        });
         0
     }
 
