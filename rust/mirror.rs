@@ -13,7 +13,7 @@
 use crate::{
     bindings,
     devmem::{self, DmirrorDevice, HPAGE_PMD_NR},
-    exclusive::ExclusivePage,
+    exclusive::{self, ExclusivePage},
     hmm::{self, HmmPfn, HmmRange},
     migrate::{Collected, PfnArrays, VmaMigrateArgs},
     mirror_table::{MirrorTable, Tag},
@@ -33,7 +33,7 @@ use kernel::{
     prelude::*,
     sync::{aref::ARef, Arc, Mutex, MutexGuard},
     task::Task,
-    time::{Delta, Instant, Monotonic},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -63,6 +63,12 @@ pub(crate) struct Mirror {
     /// Pages locked by the PROJECT-ONLY `TEST_LOCK_PAGES` hook.
     #[pin]
     test_locked: Mutex<KVec<LockedPage>>,
+    /// PROJECT-ONLY `TEST_EXCLUSIVE_DELAY` hook: milliseconds EXCLUSIVE sleeps
+    /// between `make_device_exclusive()` and its table store (0: none).
+    test_exclusive_delay_ms: AtomicU64,
+    /// EXCLUSIVE conversions of this mirror retried because an invalidation
+    /// came in between (read by the same hook).
+    exclusive_retries: AtomicU64,
 }
 
 // SAFETY: `device` points to a device that outlives every mirror: an open file keeps the
@@ -77,6 +83,11 @@ unsafe impl Sync for Mirror {}
 /// their own invalidations leave its table alone; more are safe, see
 /// [`Mirror::migrating`].
 const MIGRATING_SLOTS: usize = 8;
+
+/// Upper bound of the `TEST_EXCLUSIVE_DELAY` hook's sleep, in ms: two
+/// conversions with it still fit in the retry deadline of EXCLUSIVE
+/// ([`RANGE_TIMEOUT_MS`]).
+const TEST_EXCLUSIVE_DELAY_MAX_MS: u64 = 400;
 
 /// The current task migrating through a mirror (see `Mirror::migrating`).
 struct MigratingGuard<'a> {
@@ -170,6 +181,8 @@ impl Mirror {
             migrating: [const { AtomicPtr::new(core::ptr::null_mut()) }; MIGRATING_SLOTS],
             moved: AtomicU64::new(0),
             test_locked <- new_mutex!(KVec::new()),
+            test_exclusive_delay_ms: AtomicU64::new(0),
+            exclusive_retries: AtomicU64::new(0),
         })
     }
 
@@ -352,6 +365,31 @@ impl Mirror {
         let pages = core::mem::take(&mut *self.test_locked.lock());
         cmd.cpages = pages.len() as u64;
         drop(pages);
+    }
+
+    /// PROJECT-ONLY test hook `HMM_DMIRROR_TEST_EXCLUSIVE_DELAY` (not in the
+    /// upstream ABI): from now on EXCLUSIVE through this file sleeps
+    /// `npages - 1` ms (at most [`TEST_EXCLUSIVE_DELAY_MAX_MS`]) after each
+    /// `make_device_exclusive()`, before it checks the notifier sequence and
+    /// stores the entry, which widens that window for tests. `cpages` = the
+    /// conversions this mirror retried so far because an invalidation came in
+    /// between.
+    pub(crate) fn test_exclusive_delay(&self, cmd: &mut HmmDmirrorCmd) {
+        let ms = cmd
+            .npages
+            .saturating_sub(1)
+            .min(TEST_EXCLUSIVE_DELAY_MAX_MS);
+        self.test_exclusive_delay_ms.store(ms, Ordering::Relaxed);
+        cmd.cpages = self.exclusive_retries.load(Ordering::Relaxed);
+    }
+
+    /// The owner of this mirror's `make_device_exclusive()` conversions: the
+    /// mirror itself, so that only its own notifier recognises (and ignores)
+    /// the `MMU_NOTIFY_EXCLUSIVE` invalidation of its own conversions. Other
+    /// mirrors, of this device too, see an unknown owner and erase, as they do
+    /// for the C driver's conversions (which have no owner).
+    fn exclusive_owner(&self) -> *const c_void {
+        core::ptr::from_ref(self).cast()
     }
 
     /// `dmirror_check_atomic()`.
@@ -815,6 +853,12 @@ impl Mirror {
         if inv.is_migrate_by(this.owner()) && this.is_migrating() {
             return true;
         }
+        // The conversion of a page by this mirror's EXCLUSIVE, which must not invalidate
+        // itself (`exclusive_page`). The page stays mapped (by the device-exclusive entry),
+        // so an entry of the table for it stays valid.
+        if inv.is_exclusive_by(this.exclusive_owner()) {
+            return true;
+        }
         let _g = if inv.blockable() {
             this.lock.lock()
         } else {
@@ -1225,26 +1269,68 @@ impl DmirrorFile {
     /// `HMM_DMIRROR_EXCLUSIVE`.
     pub(crate) fn exclusive(&self, cmd: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = cmd_range(cmd)?;
-        let m = self.mirror();
         let mm = self.mmget().ok_or(EINVAL)?;
         {
             let guard = mm.mmap_read_lock();
             let mut addr = start;
             while addr < end {
-                let excl = ExclusivePage::make(&mm, &guard, addr)?;
-                let page = excl.page();
-                {
-                    let _g = m.lock.lock();
-                    m.table.store(addr >> PAGE_SHIFT, page, Tag::Atomic)?;
-                }
-                // Open race (both drivers, README): a zap of the device-exclusive entry after
-                // `make_device_exclusive()` returned erases nothing before this store, and the
-                // entry outlives the folio. Waiting for the invalidation here while holding
-                // the folio lock could deadlock (a fuzzer run hung), so it is not rechecked.
+                self.exclusive_page(&mm, &guard, addr)?;
                 addr += PAGE_SIZE;
             }
         }
         drop(mm);
         self.read_back(cmd, start, end)
+    }
+
+    /// Makes the page at `addr` device-exclusive and stores it in the table,
+    /// as the other table writers do: the notifier sequence is read before
+    /// `make_device_exclusive()` and checked under the mirror mutex before the
+    /// store, and an invalidation in between (a zap of the new device-exclusive
+    /// entry frees the folio once this function lets it go) retries with the
+    /// folio released. The conversion's own `MMU_NOTIFY_EXCLUSIVE` does not
+    /// count: its owner is this mirror, which the notifier ignores, as the
+    /// kernel asks of callers. What else `make_device_exclusive()` does can
+    /// bump the sequence: its write fault first restores a page that is
+    /// already device-exclusive (an `MMU_NOTIFY_CLEAR`), or splits a PMD, or
+    /// breaks COW. So a retry first faults the page in writable
+    /// (`fixup_user_fault()`, before the sequence is read): the conversion then
+    /// finds a writable PTE and changes nothing else. Retries stop at the
+    /// `hmm_range_fault()` deadline ([`RANGE_TIMEOUT_MS`]) with nothing stored:
+    /// the read-back then finds a hole (`ENOENT`), the result the C driver gives
+    /// when an invalidation erases its entry after the store.
+    fn exclusive_page(&self, mm: &MmWithUser, guard: &MmapReadGuard<'_>, addr: usize) -> Result {
+        let m = self.mirror();
+        let t0 = Instant::<Monotonic>::now();
+        let mut first = true;
+        loop {
+            if !first {
+                if Self::deadline_passed(&t0) {
+                    return Ok(());
+                }
+                m.exclusive_retries.fetch_add(1, Ordering::Relaxed);
+                // Its errors are those of the conversion's own fault, which reports them.
+                let _ = exclusive::fault_in_writable(mm, guard, addr);
+            }
+            first = false;
+            let seq = self.notifier.read_begin().ok_or(EINVAL)?;
+            let excl = ExclusivePage::make(mm, guard, addr, m.exclusive_owner())?;
+            let delay = m.test_exclusive_delay_ms.load(Ordering::Relaxed);
+            if delay != 0 {
+                // The folio lock is held, as in the window the hook widens; a zap of the
+                // entry does not take it.
+                fsleep(Delta::from_millis(delay as i64));
+            }
+            let g = m.lock.lock();
+            if self.notifier.read_retry(seq) {
+                drop(g);
+                drop(excl);
+                continue;
+            }
+            m.table
+                .store(addr >> PAGE_SHIFT, excl.page(), Tag::Atomic)?;
+            drop(g);
+            drop(excl);
+            return Ok(());
+        }
     }
 }
