@@ -48,7 +48,7 @@ module! {
         },
         test_hooks: bool {
             default: false,
-            description: "PROJECT-ONLY, not in lib/test_hmm.c: enable the TEST_LOCK_PAGES/TEST_UNLOCK_PAGES ioctls (0x40/0x41).",
+            description: "PROJECT-ONLY, not in lib/test_hmm.c: enable the TEST_LOCK_PAGES/TEST_UNLOCK_PAGES/TEST_EXCLUSIVE_DELAY ioctls (0x40, 0x41, 0x43).",
         },
         spm_addr_dev1: u64 {
             default: 0,
@@ -202,6 +202,9 @@ impl MiscDevice for DmirrorFile {
             }
             uapi::TEST_UNLOCK_PAGES if module_parameters::test_hooks.value() => {
                 m.test_unlock_pages(&mut c)
+            }
+            uapi::TEST_EXCLUSIVE_DELAY if module_parameters::test_hooks.value() => {
+                m.test_exclusive_delay(&mut c)
             }
             _ => return Err(EINVAL),
         }

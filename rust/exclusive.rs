@@ -13,7 +13,8 @@ use crate::{
     page::{FolioRef, LockedFolio, PageRef},
 };
 use kernel::{
-    error::from_err_ptr,
+    error::{from_err_ptr, to_result},
+    ffi::c_void,
     mm::{MmWithUser, MmapReadGuard},
     prelude::*,
 };
@@ -25,19 +26,22 @@ pub(crate) struct ExclusivePage {
 }
 
 impl ExclusivePage {
-    /// `make_device_exclusive(mm, addr, NULL, &folio)`: `mmap_lock` must be
-    /// `mm`'s mmap lock held for read (as the C function requires).
+    /// `make_device_exclusive(mm, addr, owner, &folio)`: `mmap_lock` must be
+    /// `mm`'s mmap lock held for read (as the C function requires). `owner` is
+    /// only the owner of the conversion's `MMU_NOTIFY_EXCLUSIVE` invalidation,
+    /// by which the caller's notifier recognises it (the C driver passes NULL).
     pub(crate) fn make(
         mm: &MmWithUser,
         _mmap_lock: &MmapReadGuard<'_>,
         addr: usize,
+        owner: *const c_void,
     ) -> Result<Self> {
         let mut folio: *mut bindings::folio = core::ptr::null_mut();
         // SAFETY: `mm` has a user reference (its type) and its mmap lock is held for read
         // (`_mmap_lock`); `folio` is valid for the one write the function makes. The owner
-        // cookie is NULL, as in the C driver.
+        // cookie is never dereferenced, only passed on to the notifiers.
         let page = unsafe {
-            bindings::make_device_exclusive(mm.as_raw(), addr, core::ptr::null_mut(), &mut folio)
+            bindings::make_device_exclusive(mm.as_raw(), addr, owner.cast_mut(), &mut folio)
         };
         let page = from_err_ptr(page)?;
         // SAFETY: On success `folio` is a memmap folio, returned locked and referenced.
@@ -56,4 +60,25 @@ impl ExclusivePage {
     pub(crate) fn page(&self) -> PageRef {
         self.page
     }
+}
+
+/// `fixup_user_fault(mm, addr, FAULT_FLAG_WRITE, NULL)`: faults the page at
+/// `addr` in writable as a CPU write would (a device-exclusive entry is
+/// restored, a device page migrated back, COW broken), without dropping the
+/// mmap lock, which `mmap_lock` must hold for read.
+pub(crate) fn fault_in_writable(
+    mm: &MmWithUser,
+    _mmap_lock: &MmapReadGuard<'_>,
+    addr: usize,
+) -> Result {
+    // SAFETY: `mm` has a user reference (its type) and its mmap lock is held for read
+    // (`_mmap_lock`); with a NULL `unlocked` the function neither drops nor retakes it.
+    to_result(unsafe {
+        bindings::fixup_user_fault(
+            mm.as_raw(),
+            addr,
+            bindings::FAULT_FLAG_WRITE,
+            core::ptr::null_mut(),
+        )
+    })
 }

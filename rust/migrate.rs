@@ -168,11 +168,6 @@ impl<'a> Collected<'a> {
         self.inner().map_or(0, |i| i.args.start)
     }
 
-    /// The end address.
-    pub(crate) fn end(&self) -> usize {
-        self.inner().map_or(0, |i| i.args.end)
-    }
-
     /// The VMA.
     pub(crate) fn vma(&self) -> *mut bindings::vm_area_struct {
         self.inner().map_or(core::ptr::null_mut(), |i| i.args.vma)

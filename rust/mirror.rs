@@ -13,7 +13,7 @@
 use crate::{
     bindings,
     devmem::{self, DmirrorDevice, HPAGE_PMD_NR},
-    exclusive::ExclusivePage,
+    exclusive::{self, ExclusivePage},
     hmm::{self, HmmPfn, HmmRange},
     migrate::{Collected, PfnArrays, VmaMigrateArgs},
     mirror_table::{MirrorTable, Tag},
@@ -33,7 +33,7 @@ use kernel::{
     prelude::*,
     sync::{aref::ARef, Arc, Mutex, MutexGuard},
     task::Task,
-    time::{Delta, Instant, Monotonic},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -63,6 +63,12 @@ pub(crate) struct Mirror {
     /// Pages locked by the PROJECT-ONLY `TEST_LOCK_PAGES` hook.
     #[pin]
     test_locked: Mutex<KVec<LockedPage>>,
+    /// PROJECT-ONLY `TEST_EXCLUSIVE_DELAY` hook: milliseconds EXCLUSIVE sleeps
+    /// between `make_device_exclusive()` and its table store (0: none).
+    test_exclusive_delay_ms: AtomicU64,
+    /// EXCLUSIVE conversions of this mirror retried because an invalidation
+    /// came in between (read by the same hook).
+    exclusive_retries: AtomicU64,
 }
 
 // SAFETY: `device` points to a device that outlives every mirror: an open file keeps the
@@ -77,6 +83,11 @@ unsafe impl Sync for Mirror {}
 /// their own invalidations leave its table alone; more are safe, see
 /// [`Mirror::migrating`].
 const MIGRATING_SLOTS: usize = 8;
+
+/// Upper bound of the `TEST_EXCLUSIVE_DELAY` hook's sleep, in ms: two
+/// conversions with it still fit in the retry deadline of EXCLUSIVE
+/// ([`RANGE_TIMEOUT_MS`]).
+const TEST_EXCLUSIVE_DELAY_MAX_MS: u64 = 400;
 
 /// The current task migrating through a mirror (see `Mirror::migrating`).
 struct MigratingGuard<'a> {
@@ -170,6 +181,8 @@ impl Mirror {
             migrating: [const { AtomicPtr::new(core::ptr::null_mut()) }; MIGRATING_SLOTS],
             moved: AtomicU64::new(0),
             test_locked <- new_mutex!(KVec::new()),
+            test_exclusive_delay_ms: AtomicU64::new(0),
+            exclusive_retries: AtomicU64::new(0),
         })
     }
 
@@ -352,6 +365,31 @@ impl Mirror {
         let pages = core::mem::take(&mut *self.test_locked.lock());
         cmd.cpages = pages.len() as u64;
         drop(pages);
+    }
+
+    /// PROJECT-ONLY test hook `HMM_DMIRROR_TEST_EXCLUSIVE_DELAY` (not in the
+    /// upstream ABI): from now on EXCLUSIVE through this file sleeps
+    /// `npages - 1` ms (at most [`TEST_EXCLUSIVE_DELAY_MAX_MS`]) after each
+    /// `make_device_exclusive()`, before it checks the notifier sequence and
+    /// stores the entry, which widens that window for tests. `cpages` = the
+    /// conversions this mirror retried so far because an invalidation came in
+    /// between.
+    pub(crate) fn test_exclusive_delay(&self, cmd: &mut HmmDmirrorCmd) {
+        let ms = cmd
+            .npages
+            .saturating_sub(1)
+            .min(TEST_EXCLUSIVE_DELAY_MAX_MS);
+        self.test_exclusive_delay_ms.store(ms, Ordering::Relaxed);
+        cmd.cpages = self.exclusive_retries.load(Ordering::Relaxed);
+    }
+
+    /// The owner of this mirror's `make_device_exclusive()` conversions: the
+    /// mirror itself, so that only its own notifier recognises (and ignores)
+    /// the `MMU_NOTIFY_EXCLUSIVE` invalidation of its own conversions. Other
+    /// mirrors, of this device too, see an unknown owner and erase, as they do
+    /// for the C driver's conversions (which have no owner).
+    fn exclusive_owner(&self) -> *const c_void {
+        core::ptr::from_ref(self).cast()
     }
 
     /// `dmirror_check_atomic()`.
@@ -579,60 +617,71 @@ impl Mirror {
         Ok(())
     }
 
-    /// `dmirror_devmem_fault_alloc_and_copy()`: system pages for the collected
-    /// device pages; `0` or `VM_FAULT_OOM`.
-    fn devmem_alloc_and_copy(&self, c: &mut Collected<'_>) -> bindings::vm_fault_t {
-        let vma = c.vma();
-        let end = c.end();
-        let mut addr = c.start();
-        let (src, dst) = c.arrays();
+    /// The device pages a migration back to system memory collected, for each
+    /// the index of its src entry, its backing page (the data), its order (0
+    /// unless the entry is compound) and how many entries it spans (clipped to
+    /// the window); `f` is called for each in order, and its first error is
+    /// returned. With `warn`, a collected page that is not a device page is
+    /// reported (`WARN_ON` in the C driver; the entry is skipped either way).
+    fn for_each_moving<E>(
+        src: &[usize],
+        warn: bool,
+        mut f: impl FnMut(usize, PageRef, u32, usize) -> core::result::Result<(), E>,
+    ) -> core::result::Result<(), E> {
         let n = src.len();
-        // First drop the entries of the pages that move, under the mutex: a READ copying
-        // from one of their backing pages finishes first, and none starts afterwards (the
-        // C driver erases without the mutex, so a READ can copy from a freed page).
-        {
-            let g = self.lock.lock();
-            self.note_moved(&g);
-            let first = addr >> PAGE_SHIFT;
-            for (k, &s) in src.iter().enumerate() {
-                if s & mpfn::MIGRATE != 0 {
-                    let nr = if s & mpfn::COMPOUND != 0 {
-                        HPAGE_PMD_NR
-                    } else {
-                        1
-                    };
-                    for j in 0..nr {
-                        self.table.erase(first + k + j);
-                    }
-                }
-            }
-        }
         let mut i = 0;
-        let mut order: u32 = 0;
-        while addr < end && i < n {
+        while i < n {
             let s = src[i];
             // SAFETY: `s` is a src entry; the migration keeps its page alive.
             let spage = unsafe { PageRef::from_migrate_pfn(s) };
             let Some(spage) = spage.filter(|_| s & mpfn::MIGRATE != 0) else {
-                addr += PAGE_SIZE;
-                i += 1 << order;
+                i += 1;
                 continue;
             };
             if !spage.is_device_private() && !spage.is_device_coherent() {
-                pr_warn!("not a device page\n");
-                addr += PAGE_SIZE;
-                i += 1 << order;
+                if warn {
+                    pr_warn!("not a device page\n");
+                }
+                i += 1;
                 continue;
             }
             let Some(spage) = devmem::backing_page(spage) else {
-                addr += PAGE_SIZE;
-                i += 1 << order;
+                i += 1;
                 continue;
             };
-            order = spage.folio().order();
-            if order != 0 {
-                dst[i] = mpfn::COMPOUND;
-            }
+            let order = if s & mpfn::COMPOUND != 0 {
+                spage.folio().order()
+            } else {
+                0
+            };
+            let nr = (1usize << order).min(n - i);
+            f(i, spage, order, nr)?;
+            i += nr;
+        }
+        Ok(())
+    }
+
+    /// `dmirror_devmem_fault_alloc_and_copy()`: system pages for the collected
+    /// device pages; `0`, or `VM_FAULT_OOM` after which the caller abandons the
+    /// migration ([`Collected::abandon`] frees the pages allocated so far).
+    ///
+    /// In three steps. Every destination page is allocated before any table
+    /// entry goes, so that a failed allocation (`FAIL_ALLOC`, or a real one)
+    /// leaves the device pages mirrored, as in the C driver, which erases the
+    /// entry of a page only when it copies it (see `failed_migration_keeps_mirror`
+    /// in selftests/dmirror_contract.c). Then the entries of the pages that
+    /// move are erased under the mutex: a READ copying from one of their backing
+    /// pages finishes first, and no READ or WRITE through the mirror reaches
+    /// them afterwards (the C driver erases without the mutex, so a READ can
+    /// copy from a freed page). Then the data is copied.
+    fn devmem_alloc_and_copy(&self, c: &mut Collected<'_>) -> bindings::vm_fault_t {
+        let vma = c.vma();
+        let start = c.start();
+        let (src, dst) = c.arrays();
+        let alloc = Self::for_each_moving(src, true, |i, _, order, nr| {
+            let s = src[i];
+            let addr = start + (i << PAGE_SHIFT);
+            dst[i] = if order != 0 { mpfn::COMPOUND } else { 0 };
             if s & mpfn::WRITE != 0 {
                 dst[i] |= mpfn::WRITE;
             }
@@ -650,57 +699,63 @@ impl Mirror {
                 // SAFETY: `vma` is the migration's VMA, locked for read; `addr` is in it.
                 unsafe { NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, order, vma, addr) }
             };
-            if dpage.is_none() && order == 0 {
-                return bindings::vm_fault_reason_VM_FAULT_OOM;
+            if let Some(p) = dpage {
+                dst[i] |= p.lock().into_migrate_pfn();
+                return Ok(());
             }
-            let dpage = dpage.map(|p| {
-                let head = p.page();
-                let locked = p.lock();
-                dst[i] |= locked.into_migrate_pfn();
-                head
-            });
-            let nr = 1usize << order;
+            if order == 0 {
+                return Err(bindings::vm_fault_reason_VM_FAULT_OOM);
+            }
+            // The large allocation failed: order-0 pages for each page of the folio.
             for k in 0..nr {
-                let dst_page = match dpage {
-                    // SAFETY: `k` is below the size of the new folio.
-                    Some(dp) => unsafe { dp.nth(k) },
-                    None => {
-                        // The large allocation failed: try with order-0 pages.
-                        // SAFETY: As above.
-                        let p = unsafe {
-                            NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, 0, vma, addr)
-                        };
-                        let Some(p) = p else {
-                            // Unlock and free the pages already allocated, clear dst.
-                            for j in (0..k).rev() {
-                                // SAFETY: `dst[i + j]` came from `into_migrate_pfn` below and
-                                // is taken back before the migration core sees it.
-                                drop(unsafe { LockedPage::from_migrate_pfn(dst[i + j]) });
-                            }
-                            for j in 0..nr {
-                                if let Some(e) = dst.get_mut(i + j) {
-                                    *e = 0;
-                                }
-                            }
-                            return bindings::vm_fault_reason_VM_FAULT_OOM;
-                        };
-                        let page = p.page();
-                        let e = p.lock().into_migrate_pfn();
-                        if let Some(slot) = dst.get_mut(i + k) {
-                            *slot = e;
-                        }
-                        page
-                    }
+                // SAFETY: As above; `k < nr` pages past `addr` are inside the window.
+                let p = unsafe {
+                    NewPage::vma_alloc(
+                        bindings::GFP_HIGHUSER_MOVABLE,
+                        0,
+                        vma,
+                        addr + (k << PAGE_SHIFT),
+                    )
                 };
-                // SAFETY: `k` is below the size of the source folio.
-                let src_page = unsafe { spage.nth(k) };
-                // The table entry went with the first loop (the C driver erases it here).
-                addr += PAGE_SIZE;
-                // SAFETY: Both pages are alive (ours, and the migration's locked source).
-                unsafe { dst_page.copy_from(src_page) };
+                let p = p.ok_or(bindings::vm_fault_reason_VM_FAULT_OOM)?;
+                // `for_each_moving` clips `nr` to the window, so `i + k` is in `dst`.
+                dst[i + k] = p.lock().into_migrate_pfn();
             }
-            i += 1 << order;
+            Ok(())
+        });
+        if let Err(ret) = alloc {
+            return ret;
         }
+        // Every destination is there: drop the entries of the pages that move.
+        {
+            let g = self.lock.lock();
+            self.note_moved(&g);
+            let first = start >> PAGE_SHIFT;
+            let _ = Self::for_each_moving(src, false, |i, _, _, nr| {
+                for k in 0..nr {
+                    self.table.erase(first + i + k);
+                }
+                Ok::<(), ()>(())
+            });
+        }
+        let _ = Self::for_each_moving(src, false, |i, spage, _, nr| {
+            let compound = dst[i] & mpfn::COMPOUND != 0;
+            for k in 0..nr {
+                let e = if compound { dst[i] } else { dst[i + k] };
+                // SAFETY: `e` is a dst entry filled above with a locked page of ours, which
+                // the migration holds until finalize.
+                let Some(dpage) = (unsafe { PageRef::from_migrate_pfn(e) }) else {
+                    continue;
+                };
+                // SAFETY: A compound dst is the head of a folio of the source's order, so
+                // the `k`th page is in it; otherwise `k` is 0 for the page itself.
+                let dst_page = unsafe { dpage.nth(if compound { k } else { 0 }) };
+                // SAFETY: `k` is below the size of the source folio; both pages are alive
+                // (ours, and the migration's locked source).
+                unsafe { dst_page.copy_from(spage.nth(k)) };
+            }
+            Ok::<(), ()>(())
+        });
         0
     }
 
@@ -796,6 +851,12 @@ impl Mirror {
         // on pointing at the old pages once those are freed (a READ through it returned
         // such a page's new contents: found by dmirror_fuzz).
         if inv.is_migrate_by(this.owner()) && this.is_migrating() {
+            return true;
+        }
+        // The conversion of a page by this mirror's EXCLUSIVE, which must not invalidate
+        // itself (`exclusive_page`). The page stays mapped (by the device-exclusive entry),
+        // so an entry of the table for it stays valid.
+        if inv.is_exclusive_by(this.exclusive_owner()) {
             return true;
         }
         let _g = if inv.blockable() {
@@ -1208,26 +1269,68 @@ impl DmirrorFile {
     /// `HMM_DMIRROR_EXCLUSIVE`.
     pub(crate) fn exclusive(&self, cmd: &mut HmmDmirrorCmd) -> Result {
         let (start, end) = cmd_range(cmd)?;
-        let m = self.mirror();
         let mm = self.mmget().ok_or(EINVAL)?;
         {
             let guard = mm.mmap_read_lock();
             let mut addr = start;
             while addr < end {
-                let excl = ExclusivePage::make(&mm, &guard, addr)?;
-                let page = excl.page();
-                {
-                    let _g = m.lock.lock();
-                    m.table.store(addr >> PAGE_SHIFT, page, Tag::Atomic)?;
-                }
-                // Open race (both drivers, README): a zap of the device-exclusive entry after
-                // `make_device_exclusive()` returned erases nothing before this store, and the
-                // entry outlives the folio. Waiting for the invalidation here while holding
-                // the folio lock could deadlock (a fuzzer run hung), so it is not rechecked.
+                self.exclusive_page(&mm, &guard, addr)?;
                 addr += PAGE_SIZE;
             }
         }
         drop(mm);
         self.read_back(cmd, start, end)
+    }
+
+    /// Makes the page at `addr` device-exclusive and stores it in the table,
+    /// as the other table writers do: the notifier sequence is read before
+    /// `make_device_exclusive()` and checked under the mirror mutex before the
+    /// store, and an invalidation in between (a zap of the new device-exclusive
+    /// entry frees the folio once this function lets it go) retries with the
+    /// folio released. The conversion's own `MMU_NOTIFY_EXCLUSIVE` does not
+    /// count: its owner is this mirror, which the notifier ignores, as the
+    /// kernel asks of callers. What else `make_device_exclusive()` does can
+    /// bump the sequence: its write fault first restores a page that is
+    /// already device-exclusive (an `MMU_NOTIFY_CLEAR`), or splits a PMD, or
+    /// breaks COW. So a retry first faults the page in writable
+    /// (`fixup_user_fault()`, before the sequence is read): the conversion then
+    /// finds a writable PTE and changes nothing else. Retries stop at the
+    /// `hmm_range_fault()` deadline ([`RANGE_TIMEOUT_MS`]) with nothing stored:
+    /// the read-back then finds a hole (`ENOENT`), the result the C driver gives
+    /// when an invalidation erases its entry after the store.
+    fn exclusive_page(&self, mm: &MmWithUser, guard: &MmapReadGuard<'_>, addr: usize) -> Result {
+        let m = self.mirror();
+        let t0 = Instant::<Monotonic>::now();
+        let mut first = true;
+        loop {
+            if !first {
+                if Self::deadline_passed(&t0) {
+                    return Ok(());
+                }
+                m.exclusive_retries.fetch_add(1, Ordering::Relaxed);
+                // Its errors are those of the conversion's own fault, which reports them.
+                let _ = exclusive::fault_in_writable(mm, guard, addr);
+            }
+            first = false;
+            let seq = self.notifier.read_begin().ok_or(EINVAL)?;
+            let excl = ExclusivePage::make(mm, guard, addr, m.exclusive_owner())?;
+            let delay = m.test_exclusive_delay_ms.load(Ordering::Relaxed);
+            if delay != 0 {
+                // The folio lock is held, as in the window the hook widens; a zap of the
+                // entry does not take it.
+                fsleep(Delta::from_millis(delay as i64));
+            }
+            let g = m.lock.lock();
+            if self.notifier.read_retry(seq) {
+                drop(g);
+                drop(excl);
+                continue;
+            }
+            m.table
+                .store(addr >> PAGE_SHIFT, excl.page(), Tag::Atomic)?;
+            drop(g);
+            drop(excl);
+            return Ok(());
+        }
     }
 }

@@ -45,6 +45,12 @@ impl Invalidation<'_> {
             && core::ptr::eq(self.range.owner, owner)
     }
 
+    /// Whether this is a `make_device_exclusive()` conversion by the owner `owner`.
+    pub(crate) fn is_exclusive_by(&self, owner: *const c_void) -> bool {
+        self.range.event == bindings::mmu_notifier_event_MMU_NOTIFY_EXCLUSIVE
+            && core::ptr::eq(self.range.owner, owner)
+    }
+
     /// `mmu_notifier_range_blockable()`.
     pub(crate) fn blockable(&self) -> bool {
         // SAFETY: `range` is the valid range of this callback.

@@ -64,6 +64,9 @@ pub(crate) const TEST_LOCK_PAGES: u32 = cmd(0x40);
 /// PROJECT-ONLY test hook: release the page locks taken with [`TEST_LOCK_PAGES`].
 pub(crate) const TEST_UNLOCK_PAGES: u32 = cmd(0x41);
 
+/// PROJECT-ONLY test hook: EXCLUSIVE's delay between conversion and table store.
+pub(crate) const TEST_EXCLUSIVE_DELAY: u32 = cmd(0x43);
+
 /// `HMM_DMIRROR_FLAG_FAIL_ALLOC`.
 pub(crate) const FLAG_FAIL_ALLOC: u64 = 1 << 0;
 

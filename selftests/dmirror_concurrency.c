@@ -34,6 +34,7 @@
 
 #include "kselftest_harness.h"
 #include "dmirror_util.h"
+#include "dmirror_test_hooks.h"
 
 #define TOTAL		512		/* pages: 2 MiB */
 #define ZONE_B		384		/* first page of zone B */
@@ -866,6 +867,102 @@ TEST_F_TIMEOUT(race, alloc_vs_close_evict, 60)
 	close(a.fd);
 	munmap(a.buf, ALLOC_PAGES * DM_PAGE_SIZE);
 	free(a.out);
+}
+
+/*
+ * EXCLUSIVE against a zap of the page it has just made device-exclusive. The
+ * driver must not store the page in its mirror table once a zap (here
+ * MADV_DONTNEED) has unmapped it: the table holds no reference, so the entry
+ * would outlive the folio, which is freed when EXCLUSIVE lets it go. The
+ * PROJECT-ONLY TEST_EXCLUSIVE_DELAY hook (dmirror_test_hooks.h) makes
+ * EXCLUSIVE sleep EXCL_DELAY_MS between make_device_exclusive() and the
+ * check of its notifier sequence before the store; another thread zaps the
+ * page EXCL_ZAP_MS into the call. Then the mirror must agree with the CPU,
+ * which finds a new zero page: EXCLUSIVE's read-back, a READ through the
+ * mirror (before any CPU access) and the CPU's own read all give zeros, and
+ * the hook's retry count shows that the zap landed in the window. Without
+ * the check, the old page's data came back from the freed page (or the
+ * debug kernel's DEBUG_PAGEALLOC faulted on the copy). The C driver has the
+ * same window and no hook: skipped there.
+ */
+#define NO_EXCL_HOOK "driver has no EXCLUSIVE delay hook (PROJECT-ONLY ioctl 0x43 of " \
+	"dmirror_test_hooks.h: the Rust module with test_hooks=1 only)"
+#define EXCL_ROUNDS	3
+#define EXCL_DELAY_MS	300
+#define EXCL_ZAP_MS	100
+
+struct excl_zap {
+	char *buf;
+	double zapped_at;
+	int ret;
+};
+
+static void *excl_zapper(void *arg)
+{
+	struct excl_zap *z = arg;
+	struct timespec ts = { 0, EXCL_ZAP_MS * 1000000L };
+
+	nanosleep(&ts, NULL);
+	z->ret = madvise(z->buf, DM_PAGE_SIZE, MADV_DONTNEED);
+	z->zapped_at = now_s();
+	return NULL;
+}
+
+TEST_F_TIMEOUT(race, exclusive_vs_zap, 60)
+{
+	const char *params = getenv("HMM_MODULE_PARAMS");
+	struct excl_zap z = { 0 };
+	uint64_t retries, before;
+	double t0, t1;
+	char *out;
+	pthread_t t;
+	int fd, ret;
+
+	fd = dm_open(0);
+	ASSERT_GE(fd, 0);
+	z.buf = dm_map(1, PROT_READ | PROT_WRITE, MADV_NOHUGEPAGE);
+	ASSERT_NE(NULL, z.buf);
+	out = malloc(DM_PAGE_SIZE);
+	ASSERT_NE(NULL, out);
+	ret = dm_cmd(fd, HMM_DMIRROR_TEST_EXCLUSIVE_DELAY, z.buf, NULL, 1, &retries);
+	if (ret == -EINVAL) {
+		ASSERT_FALSE(params && strstr(params, "test_hooks=1"))
+			TH_LOG("loaded with test_hooks=1, but TEST_EXCLUSIVE_DELAY is refused");
+		SKIP(return, NO_EXCL_HOOK);
+	}
+	ASSERT_EQ(0, ret);
+
+	for (int round = 0; round < EXCL_ROUNDS; round++) {
+		dm_fill_page(z.buf, 0, round + 1);
+		ASSERT_EQ(0, dm_cmd(fd, HMM_DMIRROR_TEST_EXCLUSIVE_DELAY, z.buf, NULL,
+				    EXCL_DELAY_MS + 1, &before));
+		memset(out, 0xa5, DM_PAGE_SIZE);
+		z.zapped_at = 0;
+		ASSERT_EQ(0, pthread_create(&t, NULL, excl_zapper, &z));
+		t0 = now_s();
+		ret = dm_cmd(fd, HMM_DMIRROR_EXCLUSIVE, z.buf, out, 1, NULL);
+		t1 = now_s();
+		pthread_join(t, NULL);
+		ASSERT_EQ(0, z.ret);
+		ASSERT_EQ(0, dm_cmd(fd, HMM_DMIRROR_TEST_EXCLUSIVE_DELAY, z.buf, NULL, 1,
+				    &retries));
+		TH_LOG("round %d: EXCLUSIVE %d after %.0f ms, zap at %.0f ms, %llu retries",
+		       round, ret, (t1 - t0) * 1000, (z.zapped_at - t0) * 1000,
+		       (unsigned long long)(retries - before));
+		EXPECT_LT(0ULL, retries - before)
+			TH_LOG("round %d: no retry (zap outside the window, or not noticed)", round);
+		EXPECT_EQ(0, ret);
+		EXPECT_TRUE(dm_page_is_zero(out))
+			TH_LOG("round %d: EXCLUSIVE read back a page the zap freed", round);
+		memset(out, 0xa5, DM_PAGE_SIZE);
+		EXPECT_EQ(0, dm_cmd(fd, HMM_DMIRROR_READ, z.buf, out, 1, NULL));
+		EXPECT_TRUE(dm_page_is_zero(out))
+			TH_LOG("round %d: the mirror maps a page the zap freed", round);
+		EXPECT_TRUE(dm_page_is_zero(z.buf)) TH_LOG("round %d: CPU view", round);
+	}
+	close(fd);
+	munmap(z.buf, DM_PAGE_SIZE);
+	free(out);
 }
 
 TEST_HARNESS_MAIN

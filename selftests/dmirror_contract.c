@@ -242,6 +242,77 @@ TEST_F(contract, migrate_to_sys_counts_device_pages_only)
 }
 
 /*
+ * A migration of device pages back to RAM that fails on its allocation
+ * (HMM_DMIRROR_FLAGS FAIL_ALLOC: -ENOMEM) leaves them on the device and still
+ * mirrored: lib/test_hmm.c drops the mirror entry of a page only when it
+ * copies it. So a MIGRATE_TO_DEV over them afterwards (nothing to move) reads
+ * them back: 0, cpages = npages, the data. The failed migration comes from
+ * EXCLUSIVE, whose write fault on a device page migrates it back
+ * (migrate_to_ram), and from MIGRATE_TO_SYS; the Rust module once answered
+ * -ENOENT there (it erased the entries before allocating). Last, a
+ * MIGRATE_TO_DEV that fails with -ENOENT because FAIL_ALLOC kept one page in
+ * RAM mirrors the pages that did move, for the next one.
+ */
+static void expect_on_device(struct __test_metadata *_metadata, int fd,
+			     char *buf, unsigned char *out, unsigned char *snap,
+			     unsigned long first, unsigned long n)
+{
+	uint64_t cpages = ~0ULL;
+	unsigned long i;
+
+	memset(out, 0, n * DM_PAGE_SIZE);
+	EXPECT_EQ(0, dm_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf + first * DM_PAGE_SIZE,
+			    out, n, &cpages)) TH_LOG("pages %lu..%lu", first, first + n - 1);
+	EXPECT_EQ(n, cpages);
+	for (i = 0; i < n; i++) {
+		EXPECT_TRUE(dm_page_is(out + i * DM_PAGE_SIZE, first + i, 1))
+			TH_LOG("read-back of page %lu", first + i);
+	}
+	ASSERT_EQ(0, dm_cmd(fd, HMM_DMIRROR_SNAPSHOT, buf + first * DM_PAGE_SIZE, snap, n, NULL));
+	EXPECT_EQ(n, dm_count(snap, n, DM_DEV_RW));
+}
+
+TEST_F(contract, failed_migration_keeps_mirror)
+{
+	unsigned long n = self->npages;
+	uint64_t cpages;
+
+	/* All on the device; EXCLUSIVE from page 6 fails on page 6. */
+	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf, self->out, n, &cpages));
+	ASSERT_EQ(n, cpages);
+	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+			    HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL));
+	EXPECT_EQ(-ENOMEM, dm_cmd(self->fd, HMM_DMIRROR_EXCLUSIVE, self->buf + 6 * DM_PAGE_SIZE,
+				  self->out, 6, NULL));
+	expect_on_device(_metadata, self->fd, self->buf, self->out, self->snap, 6, 3);
+	expect_on_device(_metadata, self->fd, self->buf, self->out, self->snap, 0, n);
+
+	/* MIGRATE_TO_SYS fails on its first page and moves nothing. */
+	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+			    HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL));
+	EXPECT_EQ(-ENOMEM, dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, self->buf, NULL, n, NULL));
+	expect_on_device(_metadata, self->fd, self->buf, self->out, self->snap, 0, n);
+
+	/* Back to RAM, then to the device with one page kept in RAM. */
+	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, self->buf, NULL, n, &cpages));
+	EXPECT_EQ(n, cpages);
+	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+			    HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL));
+	EXPECT_EQ(-ENOENT, dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf, self->out, n,
+				  NULL));
+	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_SNAPSHOT, self->buf, self->snap, n, NULL));
+	EXPECT_EQ(DM_SYS_RW, self->snap[0]);
+	EXPECT_EQ(n - 1, dm_count(self->snap, n, DM_DEV_RW));
+	expect_on_device(_metadata, self->fd, self->buf, self->out, self->snap, 1, n - 1);
+	expect_on_device(_metadata, self->fd, self->buf, self->out, self->snap, 0, n);
+
+	/* Every page comes back intact. */
+	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, self->buf, NULL, n, &cpages));
+	EXPECT_EQ(n, cpages);
+	EXPECT_EQ(-1, dm_check(self->buf, n, 1));
+}
+
+/*
  * Round trips. 'ro': the range is made read-only before it moves; 'fault':
  * the CPU brings it back instead of MIGRATE_TO_SYS.
  */

@@ -521,10 +521,10 @@ static void one_op(struct fz_thread *t)
 	} else if (kind == K_UNKNOWN) {
 		unsigned int nr;
 
-		/* 0x40 and 0x41 are the Rust module's test hooks (test_hooks=1). */
+		/* 0x40, 0x41, 0x43: the Rust module's test hooks (test_hooks=1). */
 		do
 			nr = 0x0a + rndn(s, 0xf6);
-		while (nr == 0x40 || nr == 0x41);
+		while (nr == 0x40 || nr == 0x41 || nr == 0x43);
 		request = _IOWR('H', nr, struct hmm_dmirror_cmd);
 	} else if (kind == K_BADSIZE) {
 		static const unsigned int sizes[] = { 0, 8, 39, 41, 48, 64, 0x3fff };

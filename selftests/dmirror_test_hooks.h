@@ -11,6 +11,12 @@
  *
  * HMM_DMIRROR_TEST_UNLOCK_PAGES: release every page lock held through this
  * fd; cpages = pages released.
+ *
+ * HMM_DMIRROR_TEST_EXCLUSIVE_DELAY: from now on, HMM_DMIRROR_EXCLUSIVE through
+ * this fd sleeps npages - 1 milliseconds (at most 400; npages 1: no sleep)
+ * after each make_device_exclusive(), before it checks its notifier sequence
+ * and stores the page; cpages = the conversions of this fd retried so far
+ * because an invalidation came in between. addr is not used.
  */
 #ifndef DMIRROR_TEST_HOOKS_H
 #define DMIRROR_TEST_HOOKS_H
@@ -20,5 +26,6 @@
 
 #define HMM_DMIRROR_TEST_LOCK_PAGES	_IOWR('H', 0x40, struct hmm_dmirror_cmd)
 #define HMM_DMIRROR_TEST_UNLOCK_PAGES	_IOWR('H', 0x41, struct hmm_dmirror_cmd)
+#define HMM_DMIRROR_TEST_EXCLUSIVE_DELAY _IOWR('H', 0x43, struct hmm_dmirror_cmd)
 
 #endif /* DMIRROR_TEST_HOOKS_H */
