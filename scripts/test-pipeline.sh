@@ -15,6 +15,7 @@ maybe_help "$0" "$@"
 source_script=$REPO_ROOT/scripts/kernel-source.sh
 # The real tree (from the normal cache) only lends the files the stand-in needs.
 real_src=$("$source_script")
+real_cache=$HMM_CACHE
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export HMM_CACHE=$work/cache
@@ -47,7 +48,7 @@ sed 's/HMM test module loaded/no such line in the tree/' "$work/printk.patch" >"
 orig_sum=$(sha256sum <"$tree/lib/test_hmm.c")
 
 echo "TAP version 13"
-echo "1..7"
+echo "1..9"
 
 ksrc_is_used() { [ "$(KSRC=$tree "$source_script")" = "$(realpath "$tree")" ]; }
 check ksrc_is_used ksrc_is_used
@@ -99,6 +100,24 @@ git_am_used() {
 		[ "$(git -C "$out" log -1 --format=%s)" = "test: mark the printk" ]
 }
 check git_am_on_git_tree git_am_used
+
+# make run / make check with a wrong request end at its first error: a clear
+# message, a non-zero exit, no results table and no results.json.
+pipeline_stops() {
+	local out=$work/pipeline-out rc=0
+	# toolchain.sh finds the toolchain pieces of the real cache; the rest
+	# (a patched copy) goes to the temporary one.
+	ln -sfn "$real_cache/$(basename "$BINDGEN_DIR")" "$HMM_CACHE/"
+	ln -sfn "$real_cache/$(basename "$LIBCLANG_DIR")" "$HMM_CACHE/"
+	OUT=$out "$@" "$REPO_ROOT/scripts/pipeline.sh" \
+		>"$work/pipe.out" 2>"$work/pipe.err" || rc=$?
+	cat "$work/pipe.err"
+	[ "$rc" -ne 0 ] && grep -q '^error: stopped:' "$work/pipe.err" &&
+		! grep -q 'passed,.*failed,.*skipped' "$work/pipe.out" &&
+		[ ! -e "$out/results.json" ]
+}
+check pipeline_stops_on_bad_ksrc pipeline_stops env KSRC="$work/no-such-tree"
+check pipeline_stops_on_bad_patch pipeline_stops env KSRC="$tree" PATCHES="$work/bad.patch"
 
 echo "# Totals: pass:$((tests - failures)) fail:$failures xfail:0 xpass:0 skip:0 error:0"
 [ "$failures" -eq 0 ]
