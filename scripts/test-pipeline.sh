@@ -5,7 +5,9 @@
 # Host-side tests of the pipeline's own logic, as KTAP on stdout:
 # KSRC= takes a user's tree and never modifies it, PATCHES= applies patch
 # files (patch -p1, and git am on a git tree) on a cached copy that a second
-# run reuses, and a patch that does not apply stops with a clear error.
+# run reuses, a patch that does not apply stops with a clear error, make
+# run stops at its first error, and the decision rules of make review
+# (scripts/test_review_compare.py). The plan line comes last.
 # Runs on a small stand-in tree in a temporary cache: no kernel build needed.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -48,7 +50,6 @@ sed 's/HMM test module loaded/no such line in the tree/' "$work/printk.patch" >"
 orig_sum=$(sha256sum <"$tree/lib/test_hmm.c")
 
 echo "TAP version 13"
-echo "1..9"
 
 ksrc_is_used() { [ "$(KSRC=$tree "$source_script")" = "$(realpath "$tree")" ]; }
 check ksrc_is_used ksrc_is_used
@@ -119,5 +120,12 @@ pipeline_stops() {
 check pipeline_stops_on_bad_ksrc pipeline_stops env KSRC="$work/no-such-tree"
 check pipeline_stops_on_bad_patch pipeline_stops env KSRC="$tree" PATCHES="$work/bad.patch"
 
+# The decision core of make review (scripts/review_compare.py) on recorded
+# result folders: one TAP line per test of scripts/test_review_compare.py.
+for name in $(python3 "$REPO_ROOT/scripts/test_review_compare.py" --list); do
+	check "review.$name" python3 "$REPO_ROOT/scripts/test_review_compare.py" "$name"
+done
+
+echo "1..$tests"
 echo "# Totals: pass:$((tests - failures)) fail:$failures xfail:0 xpass:0 skip:0 error:0"
 [ "$failures" -eq 0 ]
