@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
 """Usage: scripts/review_compare.py [--help] [--fail-inconclusive] MANIFEST OUTDIR
+       scripts/review_compare.py --differing MANIFEST
 
 The decision core of 'make review' (scripts/review.sh): reads MANIFEST (JSON,
 written by review.sh), which names the pipeline output folders of every boot
@@ -318,7 +319,7 @@ def compare(manifest, expectations):
             side = run["kernel"] if run["kernel"] == run["tests"] else "cross"
             runs[side].append(run_results(run["out"], flavor, expectations))
         res["boots"][flavor] = {k: len(v) for k, v in runs.items()}
-        if not runs["base"] or any(r["guest"] != "finished" for r in runs["base"]):
+        if not res["skip"] and (not runs["base"] or any(r["guest"] != "finished" for r in runs["base"])):
             res["incomplete"].append(f"{flavor}: a base guest did not finish (or none ran)")
         for i, r in enumerate(runs["head"]):
             if r["guest"] != "finished" and all(b["guest"] == "finished" for b in runs["base"]):
@@ -445,7 +446,9 @@ def render(res, fail_inconclusive=False):
             lines += wrap(f"{o['object']}: {o['result']}", "  ")
         lines.append("")
     lines.append("Functional (rule next to each class)")
-    if not res["functional"]:
+    if res.get("skip"):
+        lines.append("  no guest booted: no built code changed (REVIEW_FORCE=1 boots)")
+    elif not res["functional"]:
         boots = ", ".join(f"{f}: base {b['base']}, head {b['head']}, head tests on base {b['cross']}"
                           for f, b in res["boots"].items())
         lines += wrap(f"no test changed its result ({boots} boots)", "  ")
@@ -518,6 +521,19 @@ def render_bench(bench):
     return lines
 
 
+RERUN_CLASSES = {"regression", "fixed", "unstable", "fix demonstrated", "new, fails on head"}
+
+
+def differing(res):
+    """{flavor: {suite}} of the tests whose result differs between the
+    sides: what the reruns boot again."""
+    out = {}
+    for f in res["functional"]:
+        if f["class"] in RERUN_CLASSES and f["suite"] not in ("build", "guest", "module"):
+            out.setdefault(f["flavor"], set()).add(f["suite"])
+    return out
+
+
 def exit_code(res, fail_inconclusive):
     code = res["verdict"]["exit"]
     if code == 0 and fail_inconclusive and res["verdict"]["inconclusive"]:
@@ -528,13 +544,21 @@ def exit_code(res, fail_inconclusive):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("manifest")
-    parser.add_argument("outdir")
+    parser.add_argument("outdir", nargs="?")
     parser.add_argument("--fail-inconclusive", action="store_true")
+    parser.add_argument("--differing", action="store_true",
+                        help="print 'flavor suite...' for the suites to rerun, nothing else")
     parser.add_argument("--expectations", default=os.path.join(HERE, "..", "selftests", "expectations.txt"))
     args = parser.parse_args()
     with open(args.manifest, encoding="utf-8") as f:
         manifest = json.load(f)
     res = compare(manifest, load_expectations(args.expectations))
+    if args.differing:
+        for flavor, suites in differing(res).items():
+            print(flavor, " ".join(sorted(suites)))
+        return 0
+    if not args.outdir:
+        parser.error("OUTDIR is required")
     text = render(res, args.fail_inconclusive)
     res["exit"] = exit_code(res, args.fail_inconclusive)
     os.makedirs(args.outdir, exist_ok=True)
