@@ -323,15 +323,20 @@ fi
 tests_changed=0
 grep -q '^tools/testing/selftests/mm/' <<<"$series_files" && tests_changed=1
 
-# boot NAME KERNEL_SIDE TESTS_SIDE FLAVOR [VAR=value...]: one guest boot,
-# its OUT folder under $work/runs.
+# boot NAME KERNEL_SIDE TESTS_SIDE FLAVOR [VAR=value...]: one guest boot.
+# The builds (test programs, module, initramfs) live in one OUT folder per
+# kernel and tests, reused by the next boot of the same kind; the boot's
+# results are then moved to $work/runs/NAME/FLAVOR.
 boot() {
 	local name=$1 kside=$2 tside=$3 flavor=$4
 	shift 4
-	local out=$work/runs/$name drivers=$DRIVERS rc=0 tests_src=
+	local out=$work/build-$kside-$tside drivers=$DRIVERS rc=0 tests_src='' f
+	local dest=$work/runs/$name/$flavor
 	[ "${rust_ok[$kside.$flavor]:-ok}" != fail ] || drivers=${drivers//rust/}
 	[ "$tside" = "$kside" ] || tests_src=$head_src
-	mkdir -p "$out/$flavor"
+	mkdir -p "$out/$flavor" "$dest"
+	# run-vm.sh writes guest-status only once a guest ran.
+	rm -f "$out/$flavor/guest-status"
 	log "boot $name: $kside kernel, $tside tests, $flavor${*:+, $*}"
 	on_side "$kside" env KFLAVOR="$flavor" OUT="$out" DRIVERS="$drivers" TESTS_SRC="$tests_src" "$@" \
 		nice -n 5 "$REPO_ROOT/scripts/run-vm.sh" >"$logdir/$name.log" 2>&1 || rc=$?
@@ -343,8 +348,10 @@ boot() {
 		fi
 		die "stopped: boot $name failed before the guest ran (see above)"
 	fi
-	# The images are rebuilt from the cache; only results are kept.
-	rm -rf "${out:?}/${flavor:?}/initramfs" "${out:?}/${flavor:?}/initramfs.cpio.gz" "${out:?}/${flavor:?}/bin" "${out:?}/${flavor:?}/module"
+	for f in results console.log channel.log qemu.log dmesg.txt guest-status accelerator info.txt kernel.config; do
+		[ ! -e "$out/$flavor/$f" ] || mv "$out/$flavor/$f" "$dest/"
+	done
+	log "boot $name: guest $(cat "$dest/guest-status")"
 	printf '%s\n' "$name $kside $tside $flavor" >>"$runs_list"
 }
 
