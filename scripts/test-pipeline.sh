@@ -6,7 +6,8 @@
 # KSRC= takes a user's tree and never modifies it, PATCHES= applies patch
 # files (patch -p1, and git am on a git tree) on a cached copy that a second
 # run reuses, a patch that does not apply stops with a clear error, make
-# run stops at its first error, and the decision rules of make review
+# run stops at its first error, make review refuses a wrong request, and
+# the decision rules of make review
 # (scripts/test_review_compare.py). The plan line comes last.
 # Runs on a small stand-in tree in a temporary cache: no kernel build needed.
 set -euo pipefail
@@ -119,6 +120,30 @@ pipeline_stops() {
 }
 check pipeline_stops_on_bad_ksrc pipeline_stops env KSRC="$work/no-such-tree"
 check pipeline_stops_on_bad_patch pipeline_stops env KSRC="$tree" PATCHES="$work/bad.patch"
+
+# make review refuses a wrong request before building anything, names the
+# file or ref, and writes nothing to OUT/review.
+review_refuses() {
+	local want=$1 out=$work/review-out rc=0
+	shift
+	env OUT="$out" "$@" "$REPO_ROOT/scripts/review.sh" >/dev/null 2>"$work/review.err" || rc=$?
+	cat "$work/review.err"
+	[ "$rc" -ne 0 ] && grep -qF -- "$want" "$work/review.err" && [ ! -e "$out/review" ]
+}
+gitree=$work/gitlinux-review
+cp -a "$tree" "$gitree"
+git -C "$gitree" init -q
+git -C "$gitree" add -A
+git -C "$gitree" -c user.name=t -c user.email=t@localhost commit -qm base
+check review_refuses_bad_ksrc review_refuses "is not a kernel tree" \
+	KSRC="$work/no-such-tree" PATCHES="$work/printk.patch"
+check review_refuses_missing_patch review_refuses "patch not found: $work/none.patch" \
+	KSRC="$tree" PATCHES="$work/none.patch"
+check review_refuses_patch_not_applying review_refuses "patch does not apply" \
+	KSRC="$tree" PATCHES="$work/bad.patch"
+check review_refuses_unknown_ref review_refuses "ref not found in $gitree: no-such-ref" \
+	KSRC="$gitree" REVIEW_BASE=HEAD REVIEW_HEAD=no-such-ref
+check review_refuses_empty_request review_refuses "nothing to review" KSRC="$tree" PATCHES=
 
 # The decision core of make review (scripts/review_compare.py) on recorded
 # result folders: one TAP line per test of scripts/test_review_compare.py.
