@@ -365,7 +365,10 @@ write_manifest() {
 		m = {"flavors": env["REVIEW_FLAVORS"].split(), "functional": [],
 		     "bench": {"pairs": [], "aa": []}, "status": json.loads(env["REVIEW_STATUS"]),
 		     "skip": json.loads(env["REVIEW_SKIP"]), "coverage": None,
-		     "meta": json.loads(env["REVIEW_META"])}
+		     "meta": json.loads(env["REVIEW_META"]),
+		     "patches": env.get("REVIEW_PATCH_FILES", "").split(),
+		     "objects": [dict(zip(("file", "result"), n.split("|", 1)))
+		                 for n in env.get("REVIEW_CODE_NOTES", "").splitlines() if n]}
 		bench = {}
 		for line in open(runs):
 		    name, kside, tside, flavor = line.split()
@@ -432,7 +435,9 @@ print(json.dumps({"reason": "every object the series touches that this config bu
 ' "$skip" "${code_notes[@]}"
 }
 
-export REVIEW_FLAVORS
+REVIEW_PATCH_FILES=$PATCHES
+REVIEW_CODE_NOTES=$(printf '%s\n' "${code_notes[@]}")
+export REVIEW_FLAVORS REVIEW_PATCH_FILES REVIEW_CODE_NOTES
 if [ "$skip" = 0 ]; then
 	for flavor in $REVIEW_FLAVORS; do
 		first=()

@@ -284,6 +284,43 @@ def compare_bench(pairs, aa):
     return {"rows": rows, "noise": {"memcpy": memcpy_noise, "aa_pairs": len(aa)}}
 
 
+# --- The series -------------------------------------------------------------
+
+HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)")
+
+
+def series_hunks(paths):
+    """[{patch, file, line, lines, function, added, removed}] of the unified
+    diffs in the patch files (mbox or plain), head-side line numbers."""
+    hunks = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        current = None
+        for line in lines:
+            if line.startswith("+++ "):
+                name = line[4:].split("\t")[0].strip()
+                current = name[2:] if name.startswith("b/") else name
+                continue
+            m = HUNK.match(line)
+            if m and current:
+                hunks.append({"patch": os.path.basename(path), "file": current,
+                              "line": int(m.group(3)), "lines": int(m.group(4) or 1),
+                              "function": func_of(m.group(5)), "added": 0, "removed": 0})
+                continue
+            if hunks and current and line[:1] in "+-" and not line.startswith(("+++", "---")):
+                hunks[-1]["added" if line[0] == "+" else "removed"] += 1
+    return hunks
+
+
+def func_of(context):
+    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", context)
+    return m.group(1) if m else context.strip()[:30]
+
+
 # --- The whole comparison -----------------------------------------------------
 
 def load_expectations(path):
@@ -297,7 +334,8 @@ def compare(manifest, expectations):
     res = {"meta": manifest.get("meta", {}), "status": status, "skip": manifest.get("skip"),
            "functional": [], "reports": [], "bench": {"rows": [], "noise": None},
            "coverage": manifest.get("coverage"), "boots": {}, "incomplete": [],
-           "verdict": None}
+           "verdict": None, "series": series_hunks(manifest.get("patches", [])),
+           "objects": manifest.get("objects", [])}
     if status.get("base_build", "ok") != "ok":
         res["incomplete"].append("the base kernel did not build: " + status.get("message", ""))
     if status.get("head_build", "ok") != "ok":
@@ -439,11 +477,15 @@ def render(res, fail_inconclusive=False):
     if meta.get("seconds") is not None:
         lines += wrap(f"took: {int(meta['seconds']) // 60} min {int(meta['seconds']) % 60} s")
     lines.append("")
+    if res["series"] or res["objects"]:
+        files = sorted({h["file"] for h in res["series"]})
+        lines += wrap(f"Series: {len(res['series'])} hunks in {len(files)} files")
+        for o in res["objects"]:
+            lines += wrap(f"{o['file']}: {o['result']}", "  ")
+        lines.append("")
     if res.get("skip"):
         lines.append("No built code changed")
         lines += wrap(res["skip"].get("reason", ""), "  ")
-        for o in res["skip"].get("objects", []):
-            lines += wrap(f"{o['object']}: {o['result']}", "  ")
         lines.append("")
     lines.append("Functional (rule next to each class)")
     if res.get("skip"):
@@ -481,7 +523,10 @@ def render(res, fail_inconclusive=False):
     cov = res.get("coverage")
     if not cov:
         lines += wrap("not measured (make review has no GCOV flavor yet). Rust code is "
-                      "not covered by gcov in any case.", "  ")
+                      "not covered by gcov in any case. The hunks:", "  ")
+        for h in res["series"][:LIST_MAX]:
+            lines += wrap(f"{h['file']}:{h['line']} {h['function']} (+{h['added']} "
+                          f"-{h['removed']}): not measured", "    ")
     else:
         for h in cov.get("hunks", []):
             lines += wrap(f"{h['file']}:{h['lines']}: {h['result']}", "  ")

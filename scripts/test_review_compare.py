@@ -277,6 +277,17 @@ class ReviewTests(unittest.TestCase):
         _, text, _ = self.review([self.run_("b", "base"), self.run_("h", "head")], bench)
         self.assertIn("512 requested, 75.0 % -> 75.0 % moved", text)
 
+    def test_series_hunks(self):
+        patch = os.path.join(self.dir, "s.patch")
+        with open(patch, "w", encoding="utf-8") as f:
+            f.write("Subject: [PATCH] x\n---\n--- a/mm/migrate_device.c\n+++ b/mm/migrate_device.c\n"
+                    "@@ -282,6 +282,10 @@ static int migrate_vma_collect_pmd(pmd_t *pmdp,\n"
+                    " \n+\t/* x */\n+\tif (a)\n+\t\tgoto next;\n+\n-\told();\n \n")
+        hunks = rc.series_hunks([patch])
+        self.assertEqual(hunks, [{"patch": "s.patch", "file": "mm/migrate_device.c", "line": 282,
+                                  "lines": 10, "function": "migrate_vma_collect_pmd",
+                                  "added": 4, "removed": 1}])
+
     def test_long_names_fit_80_columns(self):
         long = [("device_private." + "x" * 120, "not ok")]
         res, text, code = self.review([self.run_("b", "base", tests=[(long[0][0], "ok")]),
