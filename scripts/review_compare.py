@@ -317,8 +317,12 @@ def series_hunks(paths):
 
 
 def func_of(context):
+    """The function a hunk header names (diff -p may name a label instead)."""
     m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", context)
-    return m.group(1) if m else context.strip()[:30]
+    if m:
+        return m.group(1)
+    context = context.strip()
+    return f"(after label {context[:-1]})" if context.endswith(":") else context[:30]
 
 
 # --- The whole comparison -----------------------------------------------------
