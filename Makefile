@@ -18,6 +18,8 @@ help: ## This list.
 	@echo "           DRIVERS=\"c rust\"  SUITES=\"hmm-tests dmirror_abi\"  ACCEL=auto|kvm|tcg"
 	@echo "           VM_CPUS=2 (the guest's CPUs; fewer online fails the run)"
 	@echo "           HMM_CACHE (default ~/.cache/hmm-dmirror-rs)  OUT (default ./out)"
+	@echo "  review:  PATCHES=  BASE_PATCHES=  REVIEW=quick|full  PAIRS=  RERUNS=  REVIEW_BASE= REVIEW_HEAD="
+	@echo "           REVIEW_FORCE=1  FAIL_INCONCLUSIVE=1"
 
 run: ## The main job: normal kernel, all drivers and suites, results table.
 	FLAVORS=normal $(SCRIPTS)/pipeline.sh
@@ -30,6 +32,9 @@ stress: ## Reliability: fuzzer, fault injection, module cycling, long runs (debu
 
 bench: ## Benchmark C vs Rust in one boot: table, out/bench/results.json and .png.
 	$(SCRIPTS)/bench.sh
+
+review: ## What a patch series changes: base vs base+PATCHES, out/review/review.txt (docs/review.md).
+	$(SCRIPTS)/review.sh
 
 profile: ## perf in the guest: where C and Rust spend the benchmark's time, side by side.
 	$(SCRIPTS)/profile.sh
@@ -79,4 +84,4 @@ docs-tables: ## Rewrite the generated tables of docs/ from out/ (after make chec
 clean: ## Remove out/ (the cache outside the repository stays).
 	rm -rf out
 
-.PHONY: help run check stress bench profile repro repro-zap repro-split toolchain kernel-source kernel module tests initramfs vm report lint docs-check docs-tables clean
+.PHONY: help run check stress bench review profile repro repro-zap repro-split toolchain kernel-source kernel module tests initramfs vm report lint docs-check docs-tables clean

@@ -4,7 +4,8 @@
 #
 # Builds the guest's test programs, statically linked, into out/<flavor>/bin/:
 #  - hmm-tests: upstream tools/testing/selftests/mm/hmm-tests.c, compiled from
-#    the same kernel tree (never copied into this repository);
+#    the same kernel tree (never copied into this repository), or from the
+#    tree TESTS_SRC names;
 #  - the project's own selftests (selftests/Makefile);
 #  - the benchmark bench/dmirror_bench (smoke run without arguments).
 # Both use the kernel's UAPI headers, generated in the build folder.
@@ -32,10 +33,13 @@ mkdir -p "$bin"
 	fi
 ) 9>"$build.lock"
 
-mm=$src/tools/testing/selftests/mm
-log "building upstream hmm-tests"
+# TESTS_SRC (make review): hmm-tests from another tree (a series' new test
+# cases, run on the base kernel), against this kernel's UAPI headers.
+tsrc=${TESTS_SRC:-$src}
+mm=$tsrc/tools/testing/selftests/mm
+log "building upstream hmm-tests from $tsrc"
 run_logged "$bin/hmm-tests.build.log" gcc -static -O2 -Wall \
-	-I"$mm/.." -I"$mm" -I"$src" -I"$hdr/include" -isystem "$src/tools/include/uapi" \
+	-I"$mm/.." -I"$mm" -I"$tsrc" -I"$hdr/include" -isystem "$tsrc/tools/include/uapi" \
 	-o "$bin/hmm-tests" \
 	"$mm/hmm-tests.c" "$mm/vm_util.c" "$mm/hugepage_settings.c" -lpthread
 

@@ -85,6 +85,10 @@ apply_patches() {
 	mv "$copy" "$dest"
 }
 
+# A missing patch file stops here, before any download or copy.
+for p in $PATCHES; do
+	[ -f "$p" ] || die "patch not found: $p"
+done
 if [ -n "$KSRC" ]; then
 	if [ ! -f "$KSRC/Makefile" ] || [ ! -f "$KSRC/lib/test_hmm.c" ]; then
 		die "KSRC=$KSRC is not a kernel tree with lib/test_hmm.c"

@@ -27,7 +27,8 @@ for f in "${c_files[@]}"; do
 done
 
 log "python"
-python3 -m py_compile scripts/report.py scripts/docs-check.py scripts/docs-tables.py bench/bench_report.py bench/profile_report.py || failed=1
+python3 -m py_compile scripts/report.py scripts/docs-check.py scripts/docs-tables.py scripts/review_compare.py \
+	scripts/test_review_compare.py bench/bench_report.py bench/profile_report.py || failed=1
 
 mapfile -t rs_files < <(git ls-files '*.rs')
 if [ ${#rs_files[@]} -gt 0 ]; then

@@ -25,6 +25,10 @@ fi
 export DRIVERS
 
 "$REPO_ROOT/scripts/toolchain.sh"
+# A wrong request (KSRC not a kernel tree, a patch missing or not applying)
+# ends here, at its first error, before any test or results table.
+"$REPO_ROOT/scripts/kernel-source.sh" >/dev/null ||
+	die "stopped: the kernel source is not usable (see the error above)"
 mkdir -p "$OUT"
 SECONDS=0
 
@@ -39,7 +43,14 @@ echo finished >"$host/guest-status"
 echo none >"$host/accelerator"
 for flavor in $FLAVORS; do
 	log "flavor $flavor: drivers $DRIVERS"
-	KFLAVOR=$flavor "$REPO_ROOT/scripts/run-vm.sh" || log "flavor $flavor: guest did not finish its plan"
+	# run-vm.sh writes guest-status only once a guest ran: without it, a
+	# step before the boot (kernel or module build, initramfs) failed.
+	rm -f "$OUT/$flavor/guest-status"
+	if ! KFLAVOR=$flavor "$REPO_ROOT/scripts/run-vm.sh"; then
+		[ -f "$OUT/$flavor/guest-status" ] ||
+			die "stopped: flavor $flavor failed before its guest booted (see the error above)"
+		log "flavor $flavor: guest did not finish its plan"
+	fi
 done
 log "pipeline took ${SECONDS}s"
 # shellcheck disable=SC2086 # one argument per flavor

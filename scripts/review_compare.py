@@ -1,0 +1,623 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Usage: scripts/review_compare.py [--help] [--fail-inconclusive] MANIFEST OUTDIR
+       scripts/review_compare.py --differing MANIFEST
+
+The decision core of 'make review' (scripts/review.sh): reads MANIFEST (JSON,
+written by review.sh), which names the pipeline output folders of every boot
+(base kernel, head kernel, base kernel with the head's tests, reruns, benchmark
+pairs), compares base and head, writes OUTDIR/review.txt (plain text, at most
+80 columns, verdict first) and OUTDIR/review.json, and exits:
+  0 no regression shown, 1 regression, 2 could not complete (base did not
+  build or boot), 3 only with --fail-inconclusive: no regression, but a
+  performance row could not be decided.
+
+Every rule below is printed next to the decision it made.
+
+Functional, per flavor x driver x suite x test, over every run of each side
+(the first run and the reruns; a skip is not a result):
+  regression          base passed every run, head failed >= 2/3 of its runs
+  fixed               base failed >= 2/3 of its runs, head passed every run
+  persistent failure  failed in every run on both sides
+  unstable            any other mix of pass and fail
+  new                 not in base's tests; passes on head
+  fix demonstrated    new, passes on head and fails on the base kernel
+                      (the head's tests run on the base kernel)
+  new, fails on head  a test the series adds fails on head: a regression
+  missing             in base's results, not in head's (or only skipped)
+Kernel reports: normalised signatures (kind, file, function; no addresses,
+line numbers, pids), counted per boot; a signature seen on head and in no base
+boot is a regression whatever its count.
+Performance (timed rows: GB/s, pages/s, 1/s higher is better; us lower is
+better), head/base ratio per ABBA pair: a row changed only when every pair
+moves the same way (>= 2 pairs) and the median change exceeds the noise floor
+= max(5 %, 2 x the largest |ratio - 1| of the memcpy control rows and of the
+same row in the A-vs-A pairs); otherwise 'no difference shown', or
+'inconclusive' when the floor is above 25 % or one pair alone moved more than
+the floor.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import sys
+import textwrap
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "bench"))
+import report  # noqa: E402  (scripts/report.py: TAP parsing, expectations)
+import bench_report  # noqa: E402  (bench/bench_report.py: BENCH lines)
+
+WIDTH = 80
+LIST_MAX = 15
+MIN_FLOOR = 0.05
+NOISE_CAP = 0.25
+HIGHER_BETTER = {"GB/s", "pages/s", "1/s"}
+LOWER_BETTER = {"us"}
+
+RULES = {
+    "regression": "base passed every run, head failed >= 2/3 of its runs",
+    "fixed": "base failed >= 2/3 of its runs, head passed every run",
+    "persistent failure": "failed in every run on both sides",
+    "unstable": "results differ between runs, no side consistent",
+    "new": "not among base's tests; passes on head",
+    "fix demonstrated": "new; fails on the base kernel, passes on head",
+    "new, fails on head": "a test the series adds fails on head",
+    "missing": "in base's results, not run (or only skipped) on head",
+    "report": "signature on head, in no base boot: regression at any count",
+    "api change": "the Rust module does not build against head",
+}
+FAILING_CLASSES = {"regression", "new, fails on head"}
+
+
+# --- Functional ---------------------------------------------------------------
+
+def outcome(result):
+    """pass / fail / skip of one report.py result (a known failure is a fail)."""
+    return {"pass": "pass", "fail": "fail", "xfail": "fail"}.get(result, "skip")
+
+
+def need(n):
+    """Runs out of n that make a side's failure consistent: >= 2/3."""
+    return math.ceil(2 * n / 3)
+
+
+def classify(base, head, cross=()):
+    """The class of one test from its outcomes per run on each side, or None
+    when nothing changed. base, head: outcomes with the side's own tests on
+    its own kernel; cross: the head's tests on the base kernel."""
+    b = [x for x in base if x != "skip"]
+    h = [x for x in head if x != "skip"]
+    c = [x for x in cross if x != "skip"]
+    if not b and not h:
+        return None
+    if not b:
+        # Not among base's tests (or only skipped there): added by the series.
+        if h.count("fail") >= need(len(h)):
+            return "new, fails on head"
+        if all(x == "pass" for x in h):
+            if c and c.count("fail") >= need(len(c)):
+                return "fix demonstrated"
+            return "new"
+        return "unstable"
+    if not h:
+        return "missing"
+    bp = all(x == "pass" for x in b)
+    hp = all(x == "pass" for x in h)
+    if bp and hp:
+        return None
+    if b.count("fail") == len(b) and h.count("fail") == len(h):
+        return "persistent failure"
+    if bp and h.count("fail") >= need(len(h)):
+        return "regression"
+    if hp and b.count("fail") >= need(len(b)):
+        return "fixed"
+    return "unstable"
+
+
+def run_results(out, flavor, expectations):
+    """{(driver, suite, test): outcome}, guest status and kernel report
+    signatures of one boot (a pipeline OUT folder)."""
+    problems = []
+    fr = report.collect_flavor(out, flavor, expectations, problems)
+    tests = {}
+    for driver, suites in fr["drivers"].items():
+        for suite, per in suites.items():
+            for test, r in per.items():
+                tests[(driver, suite, test)] = outcome(r["result"])
+            # report.py adds this row only when a suite ended early.
+            if suite != "module" and "(whole suite)" not in per:
+                tests.setdefault((driver, suite, "<suite completed>"), "pass")
+    base = os.path.join(out, flavor)
+    log = os.path.join(base, "dmesg.txt")
+    if fr["guest"] != "finished" or not os.path.exists(log):
+        log = os.path.join(base, "console.log")
+    sigs = signatures_of_log(log)
+    for driver in fr["drivers"]:
+        for sig in signatures_of_log(os.path.join(base, "results", driver, "kmemleak.tap")):
+            sigs.setdefault(sig, set()).add(driver)
+    return {"guest": fr["guest"], "tests": tests, "signatures": sigs,
+            "kernel": (fr["kernel"] or [""])[0], "accelerator": fr["accelerator"]}
+
+
+# --- Kernel reports -----------------------------------------------------------
+
+RIP = re.compile(r"RIP: [0-9a-f]{4}:(?:\[<[0-9a-f]+>\] )?([A-Za-z0-9_.]+)\+")
+SIGNATURES = [
+    (re.compile(r"WARNING: (possible circular locking dependency|possible recursive locking"
+                r"|inconsistent lock state|suspicious RCU usage)"), "lockdep: {0}", False),
+    (re.compile(r"WARNING: (?:CPU: \d+ PID: \d+ at )?(\S+?\.[ch]):\d+ (?:at )?([A-Za-z0-9_.]+)\+"),
+     "WARNING {0} {1}", False),
+    (re.compile(r"kernel BUG at (\S+?\.[ch]):\d+"), "BUG {0}", True),
+    (re.compile(r"BUG: KASAN: (\S+) in ([A-Za-z0-9_.]+)"), "KASAN {0} in {1}", False),
+    (re.compile(r"BUG: KFENCE: (.+?) in ([A-Za-z0-9_.]+)"), "KFENCE {0} in {1}", False),
+    (re.compile(r"BUG: Bad rss-counter state.*?type:(\S+)"), "bad rss-counter {0}", False),
+    (re.compile(r"BUG: Bad page state"), "bad page state", True),
+    (re.compile(r"BUG: (.+?)(?:, address: .*)?$"), "BUG: {0}", True),
+    (re.compile(r"general protection fault"), "general protection fault", True),
+    (re.compile(r"Oops: (?:\d+ \[#\d+\]|.*)"), "Oops", True),
+    (re.compile(r"INFO: task \S+ blocked for more than"), "hung task", False),
+    (re.compile(r"kmemleak: .*suspected memory leak|unreferenced object"), "kmemleak leak", False),
+    (re.compile(r"UBSAN: (\S+) in (\S+?\.[ch])"), "UBSAN {0} {1}", False),
+    (re.compile(r"panicked at (\S+?\.rs)"), "Rust panic {0}", False),
+    (re.compile(r"rust_panic"), "Rust panic", False),
+    (re.compile(r"list_(add|del) corruption"), "list_{0} corruption", True),
+    (re.compile(r"Kernel panic"), "Kernel panic", False),
+]
+
+
+def signature(line, following=()):
+    """The normalised signature of one kernel-log report line (None if the
+    line is no report); following: the next lines, for the RIP function."""
+    line = report.TIMESTAMP.sub("", line.strip())
+    if not report.REPORT.search(line) and "kernel BUG at" not in line:
+        return None
+    for regex, fmt, wants_rip in SIGNATURES:
+        m = regex.search(line)
+        if not m:
+            continue
+        sig = fmt.format(*m.groups())
+        if wants_rip:
+            for nxt in list(following)[:40]:
+                r = RIP.search(nxt)
+                if r:
+                    sig += " in " + r.group(1)
+                    break
+        return re.sub(r"0x[0-9a-f]+|\b[0-9a-f]{8,}\b", "...", sig)
+    return re.sub(r"0x[0-9a-f]+|\d+", "N", line)[:60]
+
+
+def signatures_of_log(path):
+    """{signature: {driver loaded at the time}} of one boot's kernel log."""
+    sigs = {}
+    if not os.path.exists(path):
+        return sigs
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [report.TIMESTAMP.sub("", raw.rstrip("\r\n")) for raw in f]
+    driver = "kernel"
+    for i, line in enumerate(lines):
+        m = report.MARK.search(line)
+        if m:
+            driver = m.group(2) if m.group(1) == "begin" else "kernel"
+            continue
+        sig = signature(line, lines[i + 1:i + 41])
+        if sig:
+            sigs.setdefault(sig, set()).add(driver)
+    return sigs
+
+
+# --- Performance --------------------------------------------------------------
+
+def bench_medians(results_dir):
+    """{(test, variant, size, metric, unit, driver): median over every round
+    and sample} of the dmirror_bench rounds in one results folder."""
+    rows, units, _ = bench_report.collect(results_dir)
+    out = {}
+    for key, per_driver in rows.items():
+        for driver, rounds in per_driver.items():
+            pooled = [x for r in rounds for x in r]
+            if pooled:
+                out[key + (units[key], driver)] = statistics.median(pooled)
+    return out
+
+
+def ratio(head, base):
+    if base == 0:
+        return 1.0 if head == 0 else float("inf")
+    return head / base
+
+
+def row_verdict(ratios, floor, unit):
+    """(verdict, rule) of one timed row from its per-pair head/base ratios."""
+    changes = [r - 1 for r in ratios]
+    med = statistics.median(changes)
+    same = len(changes) >= 2 and (all(c > 0 for c in changes) or all(c < 0 for c in changes))
+    pct = f"median {med * 100:+.1f} %, floor {floor * 100:.1f} %"
+    if same and abs(med) > floor:
+        worse = med < 0 if unit in HIGHER_BETTER else med > 0
+        return ("REGRESSION" if worse else "improvement",
+                f"all {len(changes)} pairs {'up' if med > 0 else 'down'}, {pct}")
+    if floor > NOISE_CAP:
+        return "inconclusive", f"host noise: floor {floor * 100:.0f} % > {NOISE_CAP * 100:.0f} %"
+    if len(changes) < 2 and abs(med) > floor:
+        return "inconclusive", f"one pair only, {pct}"
+    if not same and len(changes) >= 2:
+        return "no difference shown", f"pairs disagree, {pct}"
+    return "no difference shown", pct
+
+
+def compare_bench(pairs, aa):
+    """pairs: [(base medians, head medians, order)]; aa: [(a1, a2)].
+    Returns the rows (timed and contention) and the noise figures."""
+    if not pairs:
+        return {"rows": [], "noise": None}
+    keys = set(pairs[0][1]) & set(pairs[0][0])
+    for b, h, _ in pairs[1:]:
+        keys &= set(b) & set(h)
+    memcpy = [abs(ratio(h[k], b[k]) - 1) for b, h, _ in pairs for k in keys if k[0] == "memcpy"]
+    memcpy += [abs(ratio(a2[k], a1[k]) - 1) for a1, a2 in aa for k in a1 if k[0] == "memcpy" and k in a2]
+    memcpy_noise = max(memcpy) if memcpy else None
+    rows = []
+    for k in sorted(keys):
+        test, variant, size, metric, unit, driver = k
+        ratios = [ratio(h[k], b[k]) for b, h, _ in pairs]
+        row = {"test": test, "variant": variant, "size": size, "metric": metric,
+               "unit": unit, "driver": driver,
+               "base": statistics.median([b[k] for b, _, _ in pairs]),
+               "head": statistics.median([h[k] for _, h, _ in pairs]),
+               "ratios": ratios}
+        if unit in HIGHER_BETTER | LOWER_BETTER and test != "memcpy":
+            aa_noise = [abs(ratio(a2[k], a1[k]) - 1) for a1, a2 in aa if k in a1 and k in a2]
+            floor = max([MIN_FLOOR] + [2 * x for x in aa_noise]
+                        + ([2 * memcpy_noise] if memcpy_noise is not None else []))
+            if any(math.isinf(r) for r in ratios):
+                row["verdict"], row["rule"] = "inconclusive", "base value 0"
+            else:
+                row["verdict"], row["rule"] = row_verdict(ratios, floor, unit)
+            row["floor"] = floor
+            row["aa_noise"] = max(aa_noise) if aa_noise else None
+        rows.append(row)
+    return {"rows": rows, "noise": {"memcpy": memcpy_noise, "aa_pairs": len(aa)}}
+
+
+# --- The series -------------------------------------------------------------
+
+HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)")
+
+
+def series_hunks(paths):
+    """[{patch, file, line, lines, function, added, removed}] of the unified
+    diffs in the patch files (mbox or plain), head-side line numbers."""
+    hunks = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        current = None
+        for line in lines:
+            if line.startswith("+++ "):
+                name = line[4:].split("\t")[0].strip()
+                current = name[2:] if name.startswith("b/") else name
+                continue
+            m = HUNK.match(line)
+            if m and current:
+                hunks.append({"patch": os.path.basename(path), "file": current,
+                              "line": int(m.group(3)), "lines": int(m.group(4) or 1),
+                              "function": func_of(m.group(5)), "added": 0, "removed": 0})
+                continue
+            if hunks and current and line[:1] in "+-" and not line.startswith(("+++", "---")):
+                hunks[-1]["added" if line[0] == "+" else "removed"] += 1
+    return hunks
+
+
+def func_of(context):
+    """The function a hunk header names (diff -p may name a label instead)."""
+    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", context)
+    if m:
+        return m.group(1)
+    context = context.strip()
+    return f"(after label {context[:-1]})" if context.endswith(":") else context[:30]
+
+
+# --- The whole comparison -----------------------------------------------------
+
+def load_expectations(path):
+    return report.load_expectations(path) if path and os.path.exists(path) else []
+
+
+def compare(manifest, expectations):
+    """The review's findings (a dict, review.json) from the manifest."""
+    flavors = manifest.get("flavors", ["normal"])
+    status = manifest.get("status", {})
+    res = {"meta": manifest.get("meta", {}), "status": status, "skip": manifest.get("skip"),
+           "functional": [], "reports": [], "bench": {"rows": [], "noise": None},
+           "coverage": manifest.get("coverage"), "boots": {}, "incomplete": [],
+           "verdict": None, "series": series_hunks(manifest.get("patches", [])),
+           "objects": manifest.get("objects", [])}
+    if status.get("base_build", "ok") != "ok":
+        res["incomplete"].append("the base kernel did not build: " + status.get("message", ""))
+    if status.get("head_build", "ok") != "ok":
+        res["functional"].append({"class": "regression", "flavor": "*", "driver": "*",
+                                  "suite": "build", "test": "head kernel",
+                                  "base": "builds", "head": "does not build",
+                                  "rule": "head does not build: " + status.get("message", "")})
+    api_change = status.get("rust_base") == "ok" and status.get("rust_head") == "fail"
+    if api_change:
+        res["functional"].append({"class": "api change", "flavor": "*", "driver": "rust",
+                                  "suite": "module", "test": "hmm_dmirror_rs.ko",
+                                  "base": "builds", "head": "does not build",
+                                  "rule": RULES["api change"]})
+    for flavor in flavors:
+        runs = {"base": [], "head": [], "cross": []}
+        for run in manifest.get("functional", []):
+            if run.get("flavor", flavor) != flavor:
+                continue
+            side = run["kernel"] if run["kernel"] == run["tests"] else "cross"
+            runs[side].append(run_results(run["out"], flavor, expectations))
+        res["boots"][flavor] = {k: len(v) for k, v in runs.items()}
+        if not res["skip"] and (not runs["base"] or any(r["guest"] != "finished" for r in runs["base"])):
+            res["incomplete"].append(f"{flavor}: a base guest did not finish (or none ran)")
+        for i, r in enumerate(runs["head"]):
+            if r["guest"] != "finished" and all(b["guest"] == "finished" for b in runs["base"]):
+                res["functional"].append({"class": "regression", "flavor": flavor, "driver": "*",
+                                          "suite": "guest", "test": f"boot {i + 1}",
+                                          "base": "finished", "head": r["guest"],
+                                          "rule": "the head guest crashed or hung, base's did not"})
+        keys = set()
+        for side in runs.values():
+            for r in side:
+                keys |= set(r["tests"])
+        for key in sorted(keys):
+            driver = key[0]
+            if api_change and driver == "rust":
+                continue
+            per = {s: [r["tests"][key] for r in runs[s] if key in r["tests"]] for s in runs}
+            cls = classify(per["base"], per["head"], per["cross"])
+            if cls is None:
+                continue
+            item = {"class": cls, "flavor": flavor, "driver": driver, "suite": key[1],
+                    "test": key[2], "base": summary(per["base"]), "head": summary(per["head"]),
+                    "rule": RULES[cls]}
+            if per["cross"]:
+                item["head_tests_on_base"] = summary(per["cross"])
+            res["functional"].append(item)
+        # Kernel reports per boot: the base kernel's boots (own and head's
+        # tests) against the head kernel's.
+        base_boots = runs["base"] + runs["cross"]
+        sigs = set()
+        for r in base_boots + runs["head"]:
+            sigs |= set(r["signatures"])
+        for sig in sorted(sigs):
+            nb = sum(sig in r["signatures"] for r in base_boots)
+            nh = sum(sig in r["signatures"] for r in runs["head"])
+            drivers = sorted(set().union(*[r["signatures"].get(sig, set())
+                                           for r in base_boots + runs["head"]]))
+            cls = "regression" if nh and not nb else ("gone on head" if nb and not nh else "both")
+            res["reports"].append({"flavor": flavor, "signature": sig, "drivers": drivers,
+                                   "base": f"{nb}/{len(base_boots)}",
+                                   "head": f"{nh}/{len(runs['head'])}",
+                                   "class": cls,
+                                   "rule": RULES["report"] if cls == "regression" else ""})
+    bench = manifest.get("bench") or {}
+    pairs = [(bench_medians(p["base"]), bench_medians(p["head"]), p.get("order", ""))
+             for p in bench.get("pairs", [])]
+    aa = [(bench_medians(p["a1"]), bench_medians(p["a2"])) for p in bench.get("aa", [])]
+    res["bench"] = compare_bench(pairs, aa)
+    res["bench"]["orders"] = [p[2] for p in pairs]
+    res["verdict"] = verdict(res)
+    return res
+
+
+def summary(outcomes):
+    """'PASS 3/3', 'FAIL 2/3', 'skip', or '-' (not run)."""
+    real = [x for x in outcomes if x != "skip"]
+    if not outcomes:
+        return "-"
+    if not real:
+        return "skip"
+    p = real.count("pass")
+    return f"PASS {p}/{len(real)}" if p * 2 >= len(real) else f"FAIL {len(real) - p}/{len(real)}"
+
+
+def verdict(res):
+    reasons = []
+    for f in res["functional"]:
+        if f["class"] in FAILING_CLASSES:
+            reasons.append(f"functional: {f['class']} {f['flavor']} {f['driver']} {f['suite']} {f['test']}")
+    for r in res["reports"]:
+        if r["class"] == "regression":
+            reasons.append(f"kernel report only on head: {r['signature']}")
+    perf = [r for r in res["bench"]["rows"] if r.get("verdict") == "REGRESSION"]
+    for r in perf:
+        reasons.append(f"performance: {row_name(r)}")
+    inconclusive = [r for r in res["bench"]["rows"] if r.get("verdict") == "inconclusive"]
+    if res["incomplete"]:
+        return {"word": "COULD NOT COMPLETE", "exit": 2, "reasons": res["incomplete"] + reasons,
+                "inconclusive": len(inconclusive)}
+    if reasons:
+        return {"word": "REGRESSION", "exit": 1, "reasons": reasons, "inconclusive": len(inconclusive)}
+    word = "NO CODE CHANGE" if res.get("skip") else "NO REGRESSION SHOWN"
+    return {"word": word, "exit": 0, "reasons": [], "inconclusive": len(inconclusive)}
+
+
+def row_name(r):
+    return f"{r['driver']} {r['test']} {r['variant']} {bench_report.human_size(r['size'])} {r['metric']} {r['unit']}"
+
+
+# --- The text report ----------------------------------------------------------
+
+def wrap(text, indent="", sub="    "):
+    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent + sub,
+                         break_long_words=True, break_on_hyphens=False) or [""]
+
+
+def render(res, fail_inconclusive=False):
+    meta, v = res["meta"], res["verdict"]
+    lines = []
+    code = exit_code(res, fail_inconclusive)
+    lines += wrap(f"make review: {v['word']} (exit {code})")
+    for r in v["reasons"]:
+        lines += wrap(f"- {r}", "  ")
+    if v["inconclusive"]:
+        lines += wrap(f"{v['inconclusive']} performance row(s) inconclusive"
+                      + (" (fails: --fail-inconclusive)" if fail_inconclusive else ""), "  ")
+    lines.append("")
+    lines += wrap(f"base: {meta.get('base', '?')}")
+    lines += wrap(f"head: {meta.get('head', '?')}")
+    lines += wrap(f"host: {meta.get('machine', '?')}")
+    lines += wrap(f"guest: x86_64, {meta.get('guest_cpus', '?')} vCPUs, {meta.get('accelerator', '?')}; "
+                  f"mode {meta.get('mode', '?')}, flavors {' '.join(meta.get('flavors', []))}, "
+                  f"drivers {meta.get('drivers', '?')}, seed {meta.get('seed', '?')}")
+    if meta.get("accelerator", "tcg") == "tcg":
+        lines += wrap("This is an emulated device on TCG: dmirror fakes the device "
+                      "(ZONE_DEVICE memory in guest RAM) and QEMU emulates the CPU; "
+                      "timings are not those of real hardware.")
+    if meta.get("seconds") is not None:
+        lines += wrap(f"took: {int(meta['seconds']) // 60} min {int(meta['seconds']) % 60} s")
+    lines.append("")
+    if res["series"] or res["objects"]:
+        files = sorted({h["file"] for h in res["series"]})
+        lines += wrap(f"Series: {len(res['series'])} hunks in {len(files)} files")
+        for o in res["objects"]:
+            lines += wrap(f"{o['file']}: {o['result']}", "  ")
+        lines.append("")
+    if res.get("skip"):
+        lines.append("No built code changed")
+        lines += wrap(res["skip"].get("reason", ""), "  ")
+        lines.append("")
+    lines.append("Functional (rule next to each class)")
+    if res.get("skip"):
+        lines.append("  no guest booted: no built code changed (REVIEW_FORCE=1 boots)")
+    elif not res["functional"]:
+        boots = ", ".join(f"{f}: base {b['base']}, head {b['head']}, head tests on base {b['cross']}"
+                          for f, b in res["boots"].items())
+        lines += wrap(f"no test changed its result ({boots} boots)", "  ")
+    for cls in ("regression", "new, fails on head", "api change", "fix demonstrated", "fixed",
+                "unstable", "new", "missing", "persistent failure"):
+        items = [f for f in res["functional"] if f["class"] == cls]
+        if not items:
+            continue
+        lines += wrap(f"{cls} ({len(items)}): {RULES[cls]}", "  ")
+        if len(items) > LIST_MAX:
+            lines += wrap(f"(the first {LIST_MAX}; all in review.json)", "    ")
+        for f in items[:LIST_MAX]:
+            extra = f", head's test on base kernel {f['head_tests_on_base']}" if "head_tests_on_base" in f else ""
+            lines += wrap(f"{f['flavor']} {f['driver']} {f['suite']} {f['test']}: "
+                          f"base {f['base']}, head {f['head']}{extra}", "    ")
+    lines.append("")
+    lines.append("Kernel reports (boots with it: base / head)")
+    if not res["reports"]:
+        lines.append("  none on either side")
+    for r in res["reports"]:
+        mark = {"regression": "REGRESSION", "gone on head": "gone on head", "both": "on both"}[r["class"]]
+        lines += wrap(f"{r['flavor']} {r['signature']} [{','.join(r['drivers'])}]: "
+                      f"{r['base']} / {r['head']}  {mark}", "  ")
+        if r["rule"]:
+            lines += wrap(f"rule: {r['rule']}", "      ")
+    lines.append("")
+    lines += render_bench(res["bench"])
+    lines.append("")
+    lines.append("Coverage of the series")
+    cov = res.get("coverage")
+    if not cov:
+        lines += wrap("not measured (make review has no GCOV flavor yet). Rust code is "
+                      "not covered by gcov in any case. The hunks:", "  ")
+        for h in res["series"][:LIST_MAX]:
+            lines += wrap(f"{h['file']}:{h['line']} {h['function']} (+{h['added']} "
+                          f"-{h['removed']}): not measured", "    ")
+    else:
+        for h in cov.get("hunks", []):
+            lines += wrap(f"{h['file']}:{h['lines']}: {h['result']}", "  ")
+        lines += wrap("Rust code is not covered by gcov.", "  ")
+    lines.append("")
+    lines += wrap(f"How to rerun: {meta.get('rerun', 'make review')}")
+    return "\n".join(lines) + "\n"
+
+
+def render_bench(bench):
+    lines = []
+    rows = [r for r in bench["rows"] if "verdict" in r]
+    if not rows:
+        return ["Performance", "  not measured in this run"]
+    orders = " ".join(bench.get("orders", []))
+    noise = bench["noise"]
+    mem = f"{noise['memcpy'] * 100:.1f} %" if noise["memcpy"] is not None else "none"
+    lines += wrap(f"Performance: {len(bench.get('orders', []))} pairs ({orders}), "
+                  f"memcpy control moved {mem}, {noise['aa_pairs']} A-vs-A pair(s)")
+    lines += wrap("rule: changed when every pair moves the same way and the median "
+                  "change exceeds the floor = max(5 %, 2 x memcpy and A-vs-A noise); "
+                  "inconclusive when the floor exceeds 25 %", "  ")
+    shown = [r for r in rows if r["verdict"] != "no difference shown"]
+    quiet = len(rows) - len(shown)
+    for r in shown:
+        pairs = " ".join(f"{(x - 1) * 100:+.0f}%" for x in r["ratios"])
+        lines += wrap(f"{r['verdict']}: {row_name(r)} {bench_report.fmt(r['base'])} -> "
+                      f"{bench_report.fmt(r['head'])} (pairs {pairs}; {r['rule']})", "  ")
+    lines += wrap(f"{quiet} of {len(rows)} timed rows: no difference shown", "  ")
+    cont = [r for r in bench["rows"] if r["test"] == "contention" and r["metric"] == "miss_frac"]
+    if cont:
+        lines.append("  contention: pages requested per attempt, % moved base -> head")
+        for r in cont:
+            pages = r["size"] // 4096
+            lines += wrap(f"{r['driver']} {r['variant']}: {pages} requested, "
+                          f"{(1 - r['base']) * 100:.1f} % -> {(1 - r['head']) * 100:.1f} % moved", "    ")
+    return lines
+
+
+RERUN_CLASSES = {"regression", "fixed", "unstable", "fix demonstrated", "new, fails on head"}
+
+
+def differing(res):
+    """{flavor: {suite}} of the tests whose result differs between the
+    sides: what the reruns boot again."""
+    out = {}
+    for f in res["functional"]:
+        if f["class"] in RERUN_CLASSES and f["suite"] not in ("build", "guest", "module"):
+            out.setdefault(f["flavor"], set()).add(f["suite"])
+    return out
+
+
+def exit_code(res, fail_inconclusive):
+    code = res["verdict"]["exit"]
+    if code == 0 and fail_inconclusive and res["verdict"]["inconclusive"]:
+        return 3
+    return code
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("manifest")
+    parser.add_argument("outdir", nargs="?")
+    parser.add_argument("--fail-inconclusive", action="store_true")
+    parser.add_argument("--differing", action="store_true",
+                        help="print 'flavor suite...' for the suites to rerun, nothing else")
+    parser.add_argument("--expectations", default=os.path.join(HERE, "..", "selftests", "expectations.txt"))
+    args = parser.parse_args()
+    with open(args.manifest, encoding="utf-8") as f:
+        manifest = json.load(f)
+    res = compare(manifest, load_expectations(args.expectations))
+    if args.differing:
+        for flavor, suites in differing(res).items():
+            print(flavor, " ".join(sorted(suites)))
+        return 0
+    if not args.outdir:
+        parser.error("OUTDIR is required")
+    text = render(res, args.fail_inconclusive)
+    res["exit"] = exit_code(res, args.fail_inconclusive)
+    os.makedirs(args.outdir, exist_ok=True)
+    with open(os.path.join(args.outdir, "review.txt"), "w", encoding="utf-8") as f:
+        f.write(text)
+    with open(os.path.join(args.outdir, "review.json"), "w", encoding="utf-8") as f:
+        json.dump(res, f, indent=1, sort_keys=True, default=sorted)
+    sys.stdout.write(text)
+    return res["exit"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
