@@ -39,14 +39,8 @@ review: ## What a patch series changes: base vs base+PATCHES, out/review/review.
 profile: ## perf in the guest: where C and Rust spend the benchmark's time, side by side.
 	$(SCRIPTS)/profile.sh
 
-repro: ## Reproduce the migrate_device_range() anon_vma use-after-free (KASAN), stock vs fixed.
-	$(SCRIPTS)/repro-anon-vma.sh
-
-repro-zap: ## Reproduce the zap_huge_pmd() double put of a device-private THP, stock vs fixed.
-	$(SCRIPTS)/repro-kernel-bug.sh zap
-
-repro-split: ## Reproduce the split of a THP a forked child still PMD-maps, stock vs fixed.
-	$(SCRIPTS)/repro-kernel-bug.sh split
+repro: ## The four kernel fixes of patches/: their hmm-tests cases fail on stock, pass fixed (BUGS=).
+	$(SCRIPTS)/repro.sh
 
 toolchain: ## Install rustc-web, bindgen, libclang, qemu, build deps (idempotent).
 	$(SCRIPTS)/toolchain.sh
@@ -84,4 +78,4 @@ docs-tables: ## Rewrite the generated tables of docs/ from out/ (after make chec
 clean: ## Remove out/ (the cache outside the repository stays).
 	rm -rf out
 
-.PHONY: help run check stress bench review profile repro repro-zap repro-split toolchain kernel-source kernel module tests initramfs vm report lint docs-check docs-tables clean
+.PHONY: help run check stress bench review profile repro toolchain kernel-source kernel module tests initramfs vm report lint docs-check docs-tables clean

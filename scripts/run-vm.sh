@@ -20,8 +20,8 @@
 # A guest that has not finished within VM_TIMEOUT seconds (default 2400) is
 # killed and the run reported as hung.
 # EXTRA_CMDLINE is appended to the guest kernel's command line
-# (scripts/repro-kernel-bug.sh passes oops=panic, so that an Oops ends the
-# boot at once).
+# (scripts/repro.sh passes oops=panic, so that an Oops ends the boot at
+# once).
 # Exits 0 when the guest finished its plan on all its CPUs (results may
 # still hold failures), 1 when it crashed or hung or had too few CPUs.
 set -euo pipefail

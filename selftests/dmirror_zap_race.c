@@ -22,8 +22,8 @@
  * NUNMAP THPs one by one, the first 0-2 ms into the close. The kept THPs must
  * come back intact, the kernel log must stay clean. On a kernel without the
  * fix this Oopses within a few rounds, so the test command leaves it out
- * (selftests/expectations.txt); make repro-zap runs it on the stock and the
- * patched kernel.
+ * (selftests/expectations.txt) and make stress runs it; make repro shows the
+ * bug with the hmm-tests cases of patches/0008.
  *
  *   dmirror_zap_race [--rounds N] [--seed N]
  */
