@@ -54,6 +54,7 @@ import bench_report  # noqa: E402  (bench/bench_report.py: BENCH lines)
 
 WIDTH = 80
 LIST_MAX = 15
+REASONS_MAX = 5
 MIN_FLOOR = 0.05
 NOISE_CAP = 0.25
 HIGHER_BETTER = {"GB/s", "pages/s", "1/s"}
@@ -462,8 +463,10 @@ def render(res, fail_inconclusive=False):
     lines = []
     code = exit_code(res, fail_inconclusive)
     lines += wrap(f"make review: {v['word']} (exit {code})")
-    for r in v["reasons"]:
+    for r in v["reasons"][:REASONS_MAX]:
         lines += wrap(f"- {r}", "  ")
+    if len(v["reasons"]) > REASONS_MAX:
+        lines += wrap(f"- and {len(v['reasons']) - REASONS_MAX} more (below)", "  ")
     if v["inconclusive"]:
         lines += wrap(f"{v['inconclusive']} performance row(s) inconclusive"
                       + (" (fails: --fail-inconclusive)" if fail_inconclusive else ""), "  ")
