@@ -987,7 +987,7 @@ FIXTURE_SETUP(fuzz)
 	if (variant->thp && fz.is_c)
 		SKIP(return, "C driver: device-private THPs under forks and mm churn Oops (remove_migration_ptes, garbage folio->mapping; see expectations.txt)");
 	if (variant->thp && !opt_thp)
-		SKIP(return, "device-private THPs under forks and mm churn Oops both drivers on 7.3.4 (kernel bugs fixed by patches/0003 and 0004, README); runs with --thp or --long (make stress)");
+		SKIP(return, "device-private THPs under forks and mm churn Oops both drivers on 7.3.4 (kernel bugs fixed by patches/0003 and 0004, docs/kernel-bugs.md); runs with --thp or --long (make stress)");
 	for (d = 0; d < NDEV; d++)
 		fz.fds[d] = -1;
 	fz.fds[0] = dm_open(0);
@@ -1078,7 +1078,7 @@ TEST_F_TIMEOUT(fuzz, ioctls, 3000)
 	if (opt_evict_race)
 		MSG("evict race on: closes that evict device memory race munmap() and exits");
 	else
-		MSG("evict race off: closes that may evict device memory, munmap() and a child's exit are serialised (kernel bug, README; --evict-race turns it on)");
+		MSG("evict race off: closes that may evict device memory, munmap() and a child's exit are serialised (kernel bug, docs/kernel-bugs.md; --evict-race turns it on)");
 	if (fz.no_mm || opt_no_fork || opt_no_thp || opt_child_home)
 		MSG("triage:%s%s%s%s", fz.no_mm ? " no mm thread" : "",
 		    opt_no_fork ? " no forks" : "", opt_no_thp ? " no THP" : "",
@@ -1245,7 +1245,7 @@ static void print_help(const char *argv0)
 		"       [--evict-race] [harness options]\n"
 		"  --thp: also run the variant with THPs (--long does)\n"
 		"  --evict-race: closes that evict device memory may overlap munmap() and a\n"
-		"    child's exit (--long does; off by default: the kernel bug in README)\n"
+		"    child's exit (--long does; off by default: docs/kernel-bugs.md)\n"
 		"  --devices 2|4: the device-private ones (default) or all four (--long does)\n"
 		"  triage: [--no-mm] [--no-fork] [--no-thp] [--trace] [--steer (as for C)]\n"
 		"  [--child-home (children migrate to the home device only, as with --steer)]\n"
