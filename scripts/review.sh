@@ -193,7 +193,7 @@ head_src=$(on_side head "$REPO_ROOT/scripts/kernel-source.sh") ||
 declare -A build rust_ok
 for flavor in $REVIEW_FLAVORS; do
 	log "building the base $flavor kernel (cached when built before)"
-	build[base.$flavor]=$(on_side base env KFLAVOR="$flavor" nice -n 5 "$REPO_ROOT/scripts/kernel-build.sh") ||
+	build[base.$flavor]=$(on_side base env KFLAVOR="$flavor" "$REPO_ROOT/scripts/kernel-build.sh") ||
 		{ log "stopped: the base $flavor kernel does not build (see above); exit 2"; exit 2; }
 done
 
@@ -303,7 +303,7 @@ fi
 if [ "$skip" = 0 ]; then
 	for flavor in $REVIEW_FLAVORS; do
 		log "building the head $flavor kernel"
-		build[head.$flavor]=$(on_side head env KFLAVOR="$flavor" nice -n 5 "$REPO_ROOT/scripts/kernel-build.sh") ||
+		build[head.$flavor]=$(on_side head env KFLAVOR="$flavor" "$REPO_ROOT/scripts/kernel-build.sh") ||
 			die "stopped: the head $flavor kernel does not build (the series breaks the build; see above); exit 1"
 		for side in base head; do
 			rust_ok[$side.$flavor]=n/a
@@ -339,7 +339,7 @@ boot() {
 	rm -f "$out/$flavor/guest-status"
 	log "boot $name: $kside kernel, $tside tests, $flavor${*:+, $*}"
 	on_side "$kside" env KFLAVOR="$flavor" OUT="$out" DRIVERS="$drivers" TESTS_SRC="$tests_src" "$@" \
-		nice -n 5 "$REPO_ROOT/scripts/run-vm.sh" >"$logdir/$name.log" 2>&1 || rc=$?
+		"$REPO_ROOT/scripts/run-vm.sh" >"$logdir/$name.log" 2>&1 || rc=$?
 	if [ "$rc" != 0 ] && [ ! -f "$out/$flavor/guest-status" ]; then
 		tail -n 20 "$logdir/$name.log" >&2
 		if [ "$kside" = base ]; then
