@@ -86,7 +86,8 @@ def info_of(out, flavor):
         with open(os.path.join(base, "info.txt"), encoding="utf-8") as f:
             for line in f:
                 m = CPUS.match(line.strip())
-                if m:
+                # The first such line ("cpus-online N"), not the list after it.
+                if m and "cpus" not in info:
                     info["cpus"] = int(m.group(1))
                 elif line.startswith("kernel "):
                     info["kernel"] = [line.strip()]
