@@ -121,6 +121,8 @@ log "guest running under $accel with $VM_CPUS vCPUs, -smp $(vm_smp) (console: $c
 
 status=finished
 vcpus=
+# What an earlier run left must not speak for this one.
+rm -f "$dir/info.txt" "$dir/cpus"
 SECONDS=0
 while kill -0 "$qemu_pid" 2>/dev/null; do
 	if ((SECONDS > VM_TIMEOUT)); then
