@@ -131,8 +131,10 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
 		stop_qemu
 		break
 	fi
-	# The last sample before QEMU exits: its threads are gone afterwards.
-	vcpus=$(vcpu_seconds)
+	# The last sample with vCPU threads: an exiting QEMU (still alive for
+	# kill -0) has joined them already, and its empty sample says nothing.
+	sample=$(vcpu_seconds)
+	[ -z "$sample" ] || vcpus=$sample
 	sleep 2
 done
 wait "$qemu_pid" 2>/dev/null || true
