@@ -2,21 +2,37 @@
 /*
  * The PTE dirty bit across migrate_vma and swap.
  *
- * An anonymous page that was swapped out and read back sits in the swap
- * cache, clean: its swap copy is valid. A CPU write then dirties only the
- * PTE. When migrate_vma_setup() replaces that PTE with a migration entry it
- * must move the dirty bit to the folio (migrate_vma_collect_pmd(), as
- * try_to_migrate_one() does). If it does not and the migration then fails,
- * the restored PTE is clean, reclaim drops the folio without writing it and
- * the next read returns the old swap copy: the write is lost.
+ * A page whose data is newer than its backing copy but whose folio is clean
+ * keeps the difference only in its PTE dirty bit. When
+ * migrate_vma_collect_pmd() replaces that PTE with a migration entry it must
+ * move the dirty bit to the folio (as try_to_migrate_one() does): the PTE
+ * that remove_migration_pte() restores after a failed migration is dirty
+ * only if the folio is. If the bit is dropped, reclaim later finds a clean
+ * folio, drops it without writing it and the next read returns the old
+ * copy: the CPU's write is lost. Two kinds of page get into that state:
  *
- * Each test: fill the range (generation 1), push it to swap (MADV_PAGEOUT),
- * read it back, write generation 2, then migrate it to the device (the
- * driver made to fail the allocation of every destination page, or a full
- * round trip to the device and back), push it to swap again and read it:
- * every page must hold generation 2. Needs swap (the pipeline's guest has
- * zram0); without swap the test skips, except under the pipeline, where it
- * fails.
+ *  - anon: an anonymous page pushed to swap (MADV_PAGEOUT) and read back
+ *    sits clean in the swap cache (its swap copy is valid); a CPU write
+ *    then dirties only the PTE. This needs a swap device that keeps the
+ *    swap cache on swap-in: do_swap_page() frees it for SWP_SYNCHRONOUS_IO
+ *    devices (zram), so the pipeline's guest swaps on a loop device.
+ *  - shmem: a shared anonymous page read-faulted (a clean folio mapped
+ *    writable) and then written. The kernel migrates only anonymous pages
+ *    to device memory, so every migration of it fails after collect.
+ *  - shmem_thp: the same with a PMD-mapped shmem THP. Collect splits the
+ *    PMD of a file THP by clearing it, and __split_huge_pmd_locked() must
+ *    move the PMD dirty bit to the folio.
+ *
+ * An anonymous THP has no such state: swap-in never maps a PMD, and an
+ * anonymous folio outside the swap cache is written to swap whatever its
+ * dirty flag.
+ *
+ * Each test writes generation 2 over that state, migrates the range to the
+ * device (the anonymous pages with the driver made to fail every
+ * destination allocation, or a round trip to the device and back), reads
+ * it, pushes it out (MADV_PAGEOUT) and reads it again: every page must hold
+ * generation 2. Needs swap; without swap the test skips, except under the
+ * pipeline (HMM_DRIVER set), where it fails.
  */
 #include <fcntl.h>
 
@@ -64,24 +80,105 @@ static long pages_with(const char *buf, unsigned long n, uint64_t bit)
 	return count;
 }
 
+/* The pages of [buf, buf + n pages) pushed out of memory, or -1. */
+static long pages_out(const char *buf, unsigned long n, int shmem)
+{
+	long present, swapped;
+
+	/* Reclaim leaves a shmem page as a hole in the page table. */
+	if (shmem) {
+		present = pages_with(buf, n, PM_PRESENT);
+		return present < 0 ? -1 : (long)n - present;
+	}
+	swapped = pages_with(buf, n, PM_SWAPPED);
+	return swapped;
+}
+
 /*
- * Swap out every page of the range. Reclaim skips a folio that is not yet
+ * Push every page of the range out. Reclaim skips a folio that is not yet
  * on the LRU (still in another CPU's batch) or under writeback: ask again.
  */
-static long page_out(char *buf, unsigned long n)
+static long page_out(char *buf, unsigned long n, int shmem)
 {
-	long swapped = 0;
+	long out = 0;
 
 	for (int i = 0; i < PAGEOUT_TRIES; i++) {
 		if (madvise(buf, n * DM_PAGE_SIZE, MADV_PAGEOUT))
 			return -1;
-		swapped = pages_with(buf, n, PM_SWAPPED);
-		if (swapped == (long)n)
+		out = pages_out(buf, n, shmem);
+		if (out == (long)n)
 			break;
 		usleep(10000);
 	}
-	return swapped;
+	return out;
 }
+
+/* Kilobytes under writeback system-wide (/proc/meminfo), or -1. */
+static long writeback_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Writeback: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/*
+ * Wait up to a second for swap writeback to end. A folio still under
+ * writeback cannot leave the swap cache, so migrate_vma_pages() would not
+ * move it (folio_free_swap() fails): the round trip would miss pages.
+ */
+static long writeback_drained(void)
+{
+	long kb = writeback_kb();
+
+	for (int i = 0; i < 100 && kb > 0; i++) {
+		usleep(10000);
+		kb = writeback_kb();
+	}
+	return kb;
+}
+
+/* Kilobytes of 'field' ("ShmemPmdMapped:") of the VMA at 'addr', or -1. */
+static long smaps_kb(const void *addr, const char *field)
+{
+	char line[256];
+	unsigned long start, end;
+	long kb = -1;
+	int in_vma = 0;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		/* A VMA's header line; its fields start with a name and ':'. */
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
+			in_vma = start == (uintptr_t)addr;
+			continue;
+		}
+		if (in_vma && !strncmp(line, field, strlen(field))) {
+			kb = strtol(line + strlen(field), NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
+/* Reads every page, so that each is mapped and counted by reclaim. */
+static void read_all(const char *buf, unsigned long n)
+{
+	for (unsigned long i = 0; i < n; i++)
+		(void)__atomic_load_n(buf + i * DM_PAGE_SIZE, __ATOMIC_RELAXED);
+}
+
+enum kind { ANON, SHMEM, SHMEM_THP };
 
 FIXTURE(dirty)
 {
@@ -95,25 +192,63 @@ FIXTURE(dirty)
 FIXTURE_VARIANT(dirty)
 {
 	unsigned long npages;
-	int thp;		/* 2 MiB-aligned, MADV_HUGEPAGE: starts as a THP */
+	enum kind kind;
 };
 
-FIXTURE_VARIANT_ADD(dirty, small)
+FIXTURE_VARIANT_ADD(dirty, anon)
 {
 	.npages = 16,
-	.thp = 0,
+	.kind = ANON,
 };
 
-FIXTURE_VARIANT_ADD(dirty, thp)
+FIXTURE_VARIANT_ADD(dirty, shmem)
+{
+	.npages = 16,
+	.kind = SHMEM,
+};
+
+FIXTURE_VARIANT_ADD(dirty, shmem_thp)
 {
 	.npages = 512,
-	.thp = 1,
+	.kind = SHMEM_THP,
 };
+
+/* Anonymous pages clean in the swap cache, mapped writable. */
+static void setup_anon(struct __test_metadata *_metadata, char *buf, unsigned long n)
+{
+	long swapped;
+
+	/* Generation 1 goes to swap; reading it back leaves clean folios. */
+	dm_fill(buf, n, 1);
+	swapped = page_out(buf, n, 0);
+	ASSERT_EQ((long)n, swapped) TH_LOG("MADV_PAGEOUT swapped %ld of %lu pages", swapped, n);
+	ASSERT_EQ(0, writeback_drained()) TH_LOG("swap writeback still running after 1 s");
+	ASSERT_EQ(-1, dm_check(buf, n, 1));
+	ASSERT_EQ((long)n, pages_with(buf, n, PM_PRESENT));
+}
+
+/* Shared anonymous pages read-faulted: clean folios mapped writable. */
+static void setup_shmem(struct __test_metadata *_metadata, char *buf, unsigned long n,
+			int thp)
+{
+	long pmd_kb;
+
+	read_all(buf, n);
+	if (!thp)
+		return;
+	pmd_kb = smaps_kb(buf, "ShmemPmdMapped:");
+	if (pmd_kb >= (long)(DM_TWOMEG / 1024))
+		return;
+	ASSERT_EQ(NULL, getenv("HMM_DRIVER"))
+		TH_LOG("no PMD-mapped shmem THP (ShmemPmdMapped %ld kB; qemu/init sets shmem_enabled=advise)",
+		       pmd_kb);
+	SKIP(return, "no PMD-mapped shmem THP (needs shmem_enabled advise or always)");
+}
 
 FIXTURE_SETUP(dirty)
 {
 	unsigned long n = variant->npages;
-	long swapped;
+	size_t size = n * DM_PAGE_SIZE;
 
 	self->npages = n;
 	self->fd = dm_open(0);
@@ -121,27 +256,33 @@ FIXTURE_SETUP(dirty)
 		SKIP(return, "/dev/hmm_dmirror0: %s (driver not loaded)", strerror(errno));
 	if (!swap_active()) {
 		ASSERT_EQ(NULL, getenv("HMM_DRIVER"))
-			TH_LOG("no swap in the pipeline's guest (qemu/init sets up zram0)");
+			TH_LOG("no swap in the pipeline's guest (qemu/init sets up loop0)");
 		SKIP(return, "no active swap area (/proc/swaps): needs swap to test the dirty bit");
 	}
-	if (variant->thp)
-		self->buf = dm_map_aligned(n * DM_PAGE_SIZE, MADV_HUGEPAGE);
-	else
+	if (variant->kind == ANON) {
 		self->buf = dm_map(n, PROT_READ | PROT_WRITE, MADV_NOHUGEPAGE);
+	} else {
+		/* shmem's get_unmapped_area aligns 2 MiB mappings for THPs. */
+		self->buf = mmap(NULL, size, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		ASSERT_NE(MAP_FAILED, self->buf);
+		ASSERT_EQ(0, madvise(self->buf, size, variant->kind == SHMEM_THP ?
+				     MADV_HUGEPAGE : MADV_NOHUGEPAGE));
+	}
 	ASSERT_NE(NULL, self->buf);
-	self->out = malloc(n * DM_PAGE_SIZE);
+	self->out = malloc(size);
 	ASSERT_NE(NULL, self->out);
 	self->snap = malloc(n);
 	ASSERT_NE(NULL, self->snap);
 
-	/* Generation 1 goes to swap; reading it back leaves clean folios. */
-	dm_fill(self->buf, n, 1);
-	swapped = page_out(self->buf, n);
-	ASSERT_EQ((long)n, swapped) TH_LOG("MADV_PAGEOUT swapped %ld of %lu pages", swapped, n);
-	ASSERT_EQ(-1, dm_check(self->buf, n, 1));
-	ASSERT_EQ((long)n, pages_with(self->buf, n, PM_PRESENT));
+	if (variant->kind == ANON)
+		setup_anon(_metadata, self->buf, n);
+	else
+		setup_shmem(_metadata, self->buf, n, variant->kind == SHMEM_THP);
+	if (_metadata->exit_code)
+		return;	/* failed or skipped in the helper */
 
-	/* Generation 2 dirties only the PTEs. */
+	/* Generation 2 dirties only the PTEs (or the PMD). */
 	dm_fill(self->buf, n, 2);
 }
 
@@ -150,36 +291,40 @@ FIXTURE_TEARDOWN(dirty)
 	if (self->fd < 0)
 		return;
 	close(self->fd);
-	if (self->buf)
+	if (self->buf && self->buf != MAP_FAILED)
 		munmap(self->buf, self->npages * DM_PAGE_SIZE);
 	free(self->out);
 	free(self->snap);
 }
 
 /*
- * Push the range to swap and read it: generation 2 must come back. A page
- * holding generation 1 was dropped by reclaim as clean: its write was lost.
+ * Read the range, push it out and read it again: generation 2 must come
+ * back. A page holding an older generation was dropped by reclaim as clean:
+ * its write was lost.
  */
 static void expect_written_data_survives(struct __test_metadata *_metadata,
-					 char *buf, unsigned long n)
+					 char *buf, unsigned long n, int shmem)
 {
-	long swapped = page_out(buf, n);
-	long bad;
+	long out, bad;
 
-	ASSERT_EQ((long)n, swapped) TH_LOG("MADV_PAGEOUT swapped %ld of %lu pages", swapped, n);
+	ASSERT_EQ(-1, dm_check(buf, n, 2)) TH_LOG("generation 2 is gone before reclaim");
+	out = page_out(buf, n, shmem);
+	ASSERT_EQ((long)n, out) TH_LOG("MADV_PAGEOUT pushed out %ld of %lu pages", out, n);
 	bad = dm_check(buf, n, 2);
 	EXPECT_EQ(-1, bad) {
+		const char *page = buf + bad * DM_PAGE_SIZE;
+
 		TH_LOG("page %ld lost its write: it holds %s", bad,
-		       dm_page_is(buf + bad * DM_PAGE_SIZE, bad, 1) ?
-		       "the older swap copy (the PTE dirty bit was dropped)" :
+		       dm_page_is(page, bad, 1) ? "the older swap copy (the dirty bit was dropped)" :
+		       dm_page_is_zero(page) ? "zeroes (the dirty bit was dropped)" :
 		       "neither generation");
 	}
 }
 
 /*
- * The migration of every page fails at the destination allocation (the
- * driver's FAIL_ALLOC flag fails one page per command), so each page goes
- * through collect, a migration entry and the restore of its PTE.
+ * Every page goes through collect, a migration entry and the restore of its
+ * PTE: the driver fails each destination allocation (one page per command,
+ * FAIL_ALLOC), and the kernel refuses shmem pages anyway.
  */
 TEST_F(dirty, failed_migration_keeps_dirty)
 {
@@ -188,14 +333,18 @@ TEST_F(dirty, failed_migration_keeps_dirty)
 	for (unsigned long i = 0; i < n; i++) {
 		char *page = self->buf + i * DM_PAGE_SIZE;
 
-		ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_FLAGS, page, NULL,
-				    HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL));
+		if (variant->kind == ANON)
+			ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_FLAGS, page, NULL,
+					    HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL));
 		ASSERT_EQ(-ENOENT, dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, page,
 					  self->out, 1, NULL));
 	}
 	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_SNAPSHOT, self->buf, self->snap, n, NULL));
-	ASSERT_EQ(n, dm_count_any_size(self->snap, n, DM_SYS_RW)) TH_LOG("a page moved");
-	expect_written_data_survives(_metadata, self->buf, n);
+	/* Collect unmapped the shmem THP (it cleared the PMD) and left it so. */
+	ASSERT_EQ(n, dm_count_any_size(self->snap, n, variant->kind == SHMEM_THP ?
+				      HMM_DMIRROR_PROT_NONE : DM_SYS_RW))
+		TH_LOG("a page moved or kept a mapping it should not have");
+	expect_written_data_survives(_metadata, self->buf, n, variant->kind != ANON);
 }
 
 /* To the device and back: the data comes back, then survives swap. */
@@ -203,14 +352,20 @@ TEST_F(dirty, round_trip_keeps_dirty)
 {
 	unsigned long n = self->npages;
 	uint64_t cpages;
+	int ret;
 
-	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf, self->out, n,
-			    &cpages));
+	if (variant->kind != ANON)
+		SKIP(return, "the kernel migrates only anonymous pages to device memory");
+	ret = dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf, self->out, n, &cpages);
+	if (ret)
+		dm_cmd(self->fd, HMM_DMIRROR_SNAPSHOT, self->buf, self->snap, n, NULL);
+	ASSERT_EQ(0, ret) TH_LOG("%lu of %lu pages moved; writeback %ld kB",
+				 dm_count_any_size(self->snap, n, DM_DEV_RW), n, writeback_kb());
 	ASSERT_EQ(n, cpages);
 	EXPECT_EQ(-1, dm_check(self->out, n, 2));
 	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, self->buf, NULL, n, &cpages));
 	ASSERT_EQ(n, cpages);
-	expect_written_data_survives(_metadata, self->buf, n);
+	expect_written_data_survives(_metadata, self->buf, n, 0);
 }
 
 TEST_HARNESS_MAIN
