@@ -42,6 +42,7 @@
 #define PM_PRESENT	(1ULL << 63)
 #define PM_SWAPPED	(1ULL << 62)
 #define PAGEOUT_TRIES	20
+#define MIGRATE_TRIES	5
 
 /* 1 if /proc/swaps lists an active swap area. */
 static int swap_active(void)
@@ -352,15 +353,30 @@ TEST_F(dirty, round_trip_keeps_dirty)
 {
 	unsigned long n = self->npages;
 	uint64_t cpages;
-	int ret;
+	int tries, ret;
 
 	if (variant->kind != ANON)
 		SKIP(return, "the kernel migrates only anonymous pages to device memory");
-	ret = dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf, self->out, n, &cpages);
-	if (ret)
+	/*
+	 * Migration is best effort: with both drivers, one run in a few moves
+	 * none of these swap-cache pages on the first attempt or two, and all
+	 * on the next (issue 20 counts why). This test is about the data, so
+	 * it asks again, and says so.
+	 */
+	for (tries = 1; tries <= MIGRATE_TRIES; tries++) {
+		ret = dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, self->buf, self->out, n,
+			     &cpages);
+		if (!ret)
+			break;
+		usleep(20000);
+	}
+	if (tries > 1 || ret)
 		dm_cmd(self->fd, HMM_DMIRROR_SNAPSHOT, self->buf, self->snap, n, NULL);
-	ASSERT_EQ(0, ret) TH_LOG("%lu of %lu pages moved; writeback %ld kB",
-				 dm_count_any_size(self->snap, n, DM_DEV_RW), n, writeback_kb());
+	if (tries > 1 && !ret)
+		TH_LOG("all pages moved at attempt %d", tries);
+	ASSERT_EQ(0, ret) TH_LOG("%lu of %lu pages moved after %d attempts; writeback %ld kB",
+				 dm_count_any_size(self->snap, n, DM_DEV_RW), n, MIGRATE_TRIES,
+				 writeback_kb());
 	ASSERT_EQ(n, cpages);
 	EXPECT_EQ(-1, dm_check(self->out, n, 2));
 	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, self->buf, NULL, n, &cpages));
