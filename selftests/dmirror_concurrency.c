@@ -519,8 +519,13 @@ static void run_race(struct __test_metadata *_metadata, int huge, int free_reads
 	TH_LOG("successful migrations to dev0 %lu, dev1 %lu",
 	       atomic_load(&r->migrated[0]), atomic_load(&r->migrated[1]));
 	EXPECT_EQ(0UL, atomic_load(&r->failures)) TH_LOG("first failure: %s", r->msg);
-	EXPECT_GT(atomic_load(&r->migrated[0]), 0UL);
-	EXPECT_GT(atomic_load(&r->migrated[1]), 0UL);
+	/*
+	 * A MIGRATE_TO_DEV counts when every page of its range ended on its
+	 * device. With two devices taking the same pages from each other, one
+	 * of them can lose every such race on a slow (debug, TCG) guest: its
+	 * partial migrations still ran, so only the sum must be non-zero.
+	 */
+	EXPECT_GT(atomic_load(&r->migrated[0]) + atomic_load(&r->migrated[1]), 0UL);
 	for (i = 0; i < ARRAY_SIZE(ids) && r->w[i].ops; i++)
 		;
 	EXPECT_EQ(ARRAY_SIZE(ids), i) TH_LOG("worker %lu made no progress", i);
