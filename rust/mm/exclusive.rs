@@ -8,9 +8,9 @@
 //! next CPU access or an invalidation; the folio is unlocked and released when
 //! the [`ExclusivePage`] is dropped.
 
-use crate::{
+use crate::mm::{
     bindings,
-    page::{FolioRef, LockedFolio, PageRef},
+    folio::{FolioRef, LockedFolio, PageRef},
 };
 use kernel::{
     error::{from_err_ptr, to_result},

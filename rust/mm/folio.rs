@@ -16,7 +16,7 @@
 //! [`LockedFolio`] is the locked, referenced folio `make_device_exclusive()`
 //! returns.
 
-use crate::bindings;
+use crate::mm::bindings;
 use core::ptr::NonNull;
 use kernel::{ffi::c_void, page::PAGE_SIZE, prelude::*};
 
@@ -54,7 +54,7 @@ impl PageRef {
     /// `pfn` must be a valid pfn of system RAM or of a registered device chunk.
     pub(crate) unsafe fn from_pfn(pfn: usize) -> Option<Self> {
         // SAFETY: The caller guarantees `pfn` is valid, so `pfn_to_page` is its memmap entry.
-        unsafe { Self::from_raw(bindings::dmirror_pfn_to_page(pfn)) }
+        unsafe { Self::from_raw(bindings::rust_mm_pfn_to_page(pfn)) }
     }
 
     /// The page of a `MIGRATE_PFN_*` entry, `None` if VALID is clear.
@@ -65,7 +65,7 @@ impl PageRef {
     /// the migration keeps alive), or made by `migrate_pfn()`.
     pub(crate) unsafe fn from_migrate_pfn(mpfn: usize) -> Option<Self> {
         // SAFETY: A valid migrate pfn encodes a memmap page; NULL otherwise.
-        unsafe { Self::from_raw(bindings::dmirror_migrate_pfn_to_page(mpfn)) }
+        unsafe { Self::from_raw(bindings::rust_mm_migrate_pfn_to_page(mpfn)) }
     }
 
     /// Drops a reference (`put_page`).
@@ -75,7 +75,7 @@ impl PageRef {
     /// The caller must own one reference to the page and give it up.
     pub(crate) unsafe fn put(self) {
         // SAFETY: The caller owns the reference.
-        unsafe { bindings::dmirror_put_page(self.as_ptr()) };
+        unsafe { bindings::rust_mm_put_page(self.as_ptr()) };
     }
 
     /// The raw pointer.
@@ -86,7 +86,7 @@ impl PageRef {
     /// The page frame number.
     pub(crate) fn pfn(self) -> usize {
         // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::dmirror_page_to_pfn(self.as_ptr()) as usize }
+        unsafe { bindings::rust_mm_page_to_pfn(self.as_ptr()) as usize }
     }
 
     /// The page `n` pages after this one, the memmap entry of `self.pfn() + n`,
@@ -97,7 +97,7 @@ impl PageRef {
     /// # Safety
     ///
     /// This page and the `n` after it must lie in one folio, or in one naturally
-    /// aligned block of at most [`HPAGE_PMD_NR`](crate::devmem::HPAGE_PMD_NR) pages
+    /// aligned block of at most `HPAGE_PMD_NR` pages
     /// of a chunk: the memmap of either is contiguous (the kernel relies on that
     /// for folios; a PMD-aligned block never crosses a memory section).
     pub(crate) unsafe fn nth(self, n: usize) -> Self {
@@ -110,7 +110,7 @@ impl PageRef {
     /// The folio this page belongs to.
     pub(crate) fn folio(self) -> FolioRef {
         // SAFETY: By the type invariants the page is a memmap entry; its folio is too.
-        let f = unsafe { bindings::dmirror_page_folio(self.as_ptr()) };
+        let f = unsafe { bindings::rust_mm_page_folio(self.as_ptr()) };
         // INVARIANT: `page_folio` of a memmap page is a memmap folio, never NULL.
         FolioRef(NonNull::new(f).unwrap_or(self.0.cast()))
     }
@@ -140,38 +140,38 @@ impl PageRef {
     /// Whether this is a DEVICE_PRIVATE page.
     pub(crate) fn is_device_private(self) -> bool {
         // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::dmirror_is_device_private_page(self.as_ptr()) }
+        unsafe { bindings::rust_mm_is_device_private_page(self.as_ptr()) }
     }
 
     /// Whether this is a DEVICE_COHERENT page.
     pub(crate) fn is_device_coherent(self) -> bool {
         // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::dmirror_is_device_coherent_page(self.as_ptr()) }
+        unsafe { bindings::rust_mm_is_device_coherent_page(self.as_ptr()) }
     }
 
     /// Whether this is any ZONE_DEVICE page.
     pub(crate) fn is_zone_device(self) -> bool {
         // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::dmirror_is_zone_device_page(self.as_ptr()) }
+        unsafe { bindings::rust_mm_is_zone_device_page(self.as_ptr()) }
     }
 
     /// Whether this is the shared zero page.
     pub(crate) fn is_zero_page(self) -> bool {
         // SAFETY: Any pfn may be compared with the zero pfn.
-        unsafe { bindings::dmirror_is_zero_pfn(self.pfn()) }
+        unsafe { bindings::rust_mm_is_zero_pfn(self.pfn()) }
     }
 
     /// The `dev_pagemap` of a ZONE_DEVICE page.
     pub(crate) fn pgmap(self) -> *mut bindings::dev_pagemap {
         // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::dmirror_page_pgmap(self.as_ptr()) }
+        unsafe { bindings::rust_mm_page_pgmap(self.as_ptr()) }
     }
 
     /// The `zone_device_data` field.
     pub(crate) fn zone_device_data(self) -> *mut c_void {
         // SAFETY: By the type invariants the page is a memmap entry; reading the field is
         // harmless, its meaning is up to the page's owner.
-        unsafe { bindings::dmirror_page_zone_device_data(self.as_ptr()) }
+        unsafe { bindings::rust_mm_page_zone_device_data(self.as_ptr()) }
     }
 
     /// Sets the `zone_device_data` field.
@@ -182,7 +182,7 @@ impl PageRef {
     /// page), so that nobody else uses the field.
     pub(crate) unsafe fn set_zone_device_data(self, data: *mut c_void) {
         // SAFETY: The page is a memmap entry and the caller owns the field.
-        unsafe { bindings::dmirror_page_set_zone_device_data(self.as_ptr(), data) }
+        unsafe { bindings::rust_mm_page_set_zone_device_data(self.as_ptr(), data) }
     }
 
     /// Copies the whole page `from` into this page.
@@ -193,7 +193,7 @@ impl PageRef {
     /// concurrently written through another path the caller relies on.
     pub(crate) unsafe fn copy_from(self, from: PageRef) {
         // SAFETY: Both pages are alive per the caller; `copy_highpage` kmaps both.
-        unsafe { bindings::dmirror_copy_highpage(self.as_ptr(), from.as_ptr()) }
+        unsafe { bindings::rust_mm_copy_highpage(self.as_ptr(), from.as_ptr()) }
     }
 
     /// Zeroes the page.
@@ -203,7 +203,7 @@ impl PageRef {
     /// The page must be referenced by the caller.
     pub(crate) unsafe fn clear(self) {
         // SAFETY: The page is alive per the caller.
-        unsafe { bindings::dmirror_clear_highpage(self.as_ptr()) }
+        unsafe { bindings::rust_mm_clear_highpage(self.as_ptr()) }
     }
 
     /// Appends the page's contents to `buf` (one page, without zero-filling
@@ -220,7 +220,7 @@ impl PageRef {
         }
         // SAFETY: `dst` has room for `PAGE_SIZE` bytes (checked above); the page is alive
         // per the caller; `memcpy_from_page` maps it for the copy.
-        unsafe { bindings::dmirror_memcpy_page_from(dst.as_mut_ptr().cast(), self.as_ptr()) };
+        unsafe { bindings::rust_mm_memcpy_page_from(dst.as_mut_ptr().cast(), self.as_ptr()) };
         // SAFETY: The `PAGE_SIZE` bytes after the current length were initialised above,
         // within the capacity.
         unsafe { buf.inc_len(PAGE_SIZE) };
@@ -234,7 +234,7 @@ impl PageRef {
     /// The page must stay allocated for the duration of the call.
     pub(crate) unsafe fn write_from(self, src: &[u8; PAGE_SIZE]) {
         // SAFETY: `src` is valid for `PAGE_SIZE` bytes; the page is alive per the caller.
-        unsafe { bindings::dmirror_memcpy_page_to(self.as_ptr(), src.as_ptr().cast()) }
+        unsafe { bindings::rust_mm_memcpy_page_to(self.as_ptr(), src.as_ptr().cast()) }
     }
 }
 
@@ -283,7 +283,7 @@ impl FolioRef {
     /// The folio's order.
     pub(crate) fn order(self) -> u32 {
         // SAFETY: By the type invariants the folio is a memmap entry.
-        unsafe { bindings::dmirror_folio_order(self.as_ptr()) }
+        unsafe { bindings::rust_mm_folio_order(self.as_ptr()) }
     }
 
     /// The number of pages in the folio.
@@ -294,13 +294,13 @@ impl FolioRef {
     /// Whether the folio has more than one page.
     pub(crate) fn is_large(self) -> bool {
         // SAFETY: By the type invariants the folio is a memmap entry.
-        unsafe { bindings::dmirror_folio_test_large(self.as_ptr()) }
+        unsafe { bindings::rust_mm_folio_test_large(self.as_ptr()) }
     }
 
     /// The folio's `zone_device_data`.
     pub(crate) fn zone_device_data(self) -> *mut c_void {
         // SAFETY: By the type invariants the folio is a memmap entry.
-        unsafe { bindings::dmirror_folio_zone_device_data(self.as_ptr()) }
+        unsafe { bindings::rust_mm_folio_zone_device_data(self.as_ptr()) }
     }
 }
 
@@ -318,7 +318,7 @@ impl NewPage {
     /// `folio_alloc(gfp, order)`.
     pub(crate) fn folio_alloc(gfp: bindings::gfp_t, order: u32) -> Option<Self> {
         // SAFETY: `folio_alloc` can be called with any flags and order.
-        let f = unsafe { bindings::dmirror_folio_alloc(gfp, order) };
+        let f = unsafe { bindings::rust_mm_folio_alloc(gfp, order) };
         // SAFETY: A folio returned by the allocator is a memmap folio.
         let f = unsafe { FolioRef::from_raw(f) }?;
         // INVARIANT: The allocator gave us the only reference.
@@ -331,7 +331,7 @@ impl NewPage {
     /// `alloc_page(gfp)`.
     pub(crate) fn alloc_page(gfp: bindings::gfp_t) -> Option<Self> {
         // SAFETY: `alloc_page` can be called with any flags.
-        let p = unsafe { bindings::dmirror_alloc_page(gfp) };
+        let p = unsafe { bindings::rust_mm_alloc_page(gfp) };
         // SAFETY: A page returned by the allocator is a memmap page.
         let page = unsafe { PageRef::from_raw(p) }?;
         // INVARIANT: The allocator gave us the only reference.
@@ -351,12 +351,12 @@ impl NewPage {
     ) -> Option<Self> {
         let page = if order == 0 {
             // SAFETY: The caller guarantees `vma` and `addr`.
-            let p = unsafe { bindings::dmirror_alloc_page_vma(gfp, vma, addr) };
+            let p = unsafe { bindings::rust_mm_alloc_page_vma(gfp, vma, addr) };
             // SAFETY: A page returned by the allocator is a memmap page.
             unsafe { PageRef::from_raw(p) }?
         } else {
             // SAFETY: The caller guarantees `vma` and `addr`.
-            let f = unsafe { bindings::dmirror_vma_alloc_folio(gfp, order, vma, addr) };
+            let f = unsafe { bindings::rust_mm_vma_alloc_folio(gfp, order, vma, addr) };
             // SAFETY: A folio returned by the allocator is a memmap folio.
             unsafe { FolioRef::from_raw(f) }?.head()
         };
@@ -381,7 +381,7 @@ impl NewPage {
     pub(crate) fn lock(self) -> LockedPage {
         let page = self.into_raw();
         // SAFETY: We own a reference to `page`, so it may be locked.
-        unsafe { bindings::dmirror_lock_page(page.as_ptr()) };
+        unsafe { bindings::rust_mm_lock_page(page.as_ptr()) };
         // INVARIANT: Locked above, reference transferred from `self`.
         LockedPage(page)
     }
@@ -423,7 +423,7 @@ impl LockedPage {
     /// migration core afterwards.
     pub(crate) unsafe fn from_migrate_pfn(mpfn: usize) -> Option<Self> {
         // SAFETY: A migrate pfn made by `into_migrate_pfn` encodes a memmap page.
-        let p = unsafe { bindings::dmirror_migrate_pfn_to_page(mpfn) };
+        let p = unsafe { bindings::rust_mm_migrate_pfn_to_page(mpfn) };
         // SAFETY: As above.
         let page = unsafe { PageRef::from_raw(p) }?;
         // INVARIANT: The caller returns the lock and reference `into_migrate_pfn` gave away.
@@ -448,7 +448,7 @@ impl LockedPage {
         let page = unsafe { PageRef::from_raw(p) }?;
         let usable = !page.is_zone_device() && !page.is_zero_page();
         // SAFETY: The page is referenced (by GUP), so its lock may be tried.
-        if !usable || !unsafe { bindings::dmirror_trylock_page(page.as_ptr()) } {
+        if !usable || !unsafe { bindings::rust_mm_trylock_page(page.as_ptr()) } {
             // SAFETY: We own the reference GUP took.
             unsafe { page.put() };
             return None;
@@ -469,7 +469,7 @@ impl LockedPage {
         let pfn = self.0.pfn();
         core::mem::forget(self);
         // SAFETY: `migrate_pfn` only encodes the pfn.
-        unsafe { bindings::dmirror_migrate_pfn(pfn) }
+        unsafe { bindings::rust_mm_migrate_pfn(pfn) }
     }
 }
 
@@ -477,8 +477,8 @@ impl Drop for LockedPage {
     fn drop(&mut self) {
         // SAFETY: By the type invariants the page is locked by us and we hold a reference.
         unsafe {
-            bindings::dmirror_unlock_page(self.0.as_ptr());
-            bindings::dmirror_put_page(self.0.as_ptr());
+            bindings::rust_mm_unlock_page(self.0.as_ptr());
+            bindings::rust_mm_put_page(self.0.as_ptr());
         }
     }
 }
@@ -507,14 +507,14 @@ impl Drop for LockedFolio {
         // SAFETY: By the type invariants we hold the lock and a reference.
         unsafe {
             bindings::folio_unlock(self.0.as_ptr());
-            bindings::dmirror_folio_put(self.0.as_ptr());
+            bindings::rust_mm_folio_put(self.0.as_ptr());
         }
     }
 }
 
 /// Decoding of `MIGRATE_PFN_*` entries (pure bit arithmetic).
 pub(crate) mod mpfn {
-    use crate::bindings;
+    use crate::mm::bindings;
 
     /// `MIGRATE_PFN_VALID`.
     pub(crate) const VALID: usize = bindings::MIGRATE_PFN_VALID as usize;

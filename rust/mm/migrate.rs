@@ -9,10 +9,10 @@
 //! the finalize step, so finalize runs exactly once and never before setup. For VMA migrations
 //! the VMA borrow (from the mmap read guard, or the fault path) keeps the mmap
 //! lock held from setup to finalize. Destination entries are produced by
-//! [`crate::page::LockedPage::into_migrate_pfn`]: the driver locks
+//! [`crate::mm::folio::LockedPage::into_migrate_pfn`]: the driver locks
 //! destination pages; entries carry no lock flag.
 
-use crate::{bindings, page::LockedPage};
+use crate::mm::{bindings, folio::LockedPage};
 use core::marker::PhantomData;
 use kernel::{
     alloc::flags::GFP_KERNEL, error::to_result, ffi::c_void, mm::virt::VmaRef, page::PAGE_SHIFT,

@@ -7,10 +7,10 @@
 //! the lock is held; the unlocked variant takes it itself. [`HmmPfn`] decodes
 //! the output entries (pure bit arithmetic).
 
-use crate::{
+use crate::mm::{
     bindings,
-    notifier::{IntervalNotifier, IntervalOps},
-    page::PageRef,
+    folio::PageRef,
+    mmu_notifier::{IntervalNotifier, IntervalOps},
 };
 use core::marker::PhantomData;
 use kernel::{error::to_result, ffi::c_void, mm::MmapReadGuard, page::PAGE_SHIFT, prelude::*};
@@ -64,7 +64,7 @@ impl HmmPfn {
         }
         // SAFETY: A valid entry encodes the pfn of a mapped page; the caller uses it only
         // while `read_retry` says the range is unchanged.
-        unsafe { PageRef::from_raw(bindings::dmirror_hmm_pfn_to_page(self.0)) }
+        unsafe { PageRef::from_raw(bindings::rust_mm_hmm_pfn_to_page(self.0)) }
     }
 
     /// [`page`](Self::page) for the entry of the address `addr`, which works around
@@ -156,7 +156,7 @@ impl<'a> HmmRange<'a> {
     pub(crate) fn read_retry(&self) -> bool {
         // SAFETY: By the type invariants the notifier is inserted.
         unsafe {
-            bindings::dmirror_mmu_interval_read_retry(self.range.notifier, self.range.notifier_seq)
+            bindings::rust_mm_mmu_interval_read_retry(self.range.notifier, self.range.notifier_seq)
         }
     }
 

@@ -11,7 +11,7 @@
 //! sequence can be bumped only from inside the callback, under the user lock
 //! the implementation takes there.
 
-use crate::bindings;
+use crate::mm::bindings;
 use kernel::{error::to_result, ffi::c_void, mm::Mm, prelude::*, types::Opaque};
 
 /// The callback of an [`IntervalNotifier`].
@@ -54,13 +54,13 @@ impl Invalidation<'_> {
     /// `mmu_notifier_range_blockable()`.
     pub(crate) fn blockable(&self) -> bool {
         // SAFETY: `range` is the valid range of this callback.
-        unsafe { bindings::dmirror_mmu_notifier_range_blockable(self.range) }
+        unsafe { bindings::rust_mm_mmu_notifier_range_blockable(self.range) }
     }
 
     /// `mmu_interval_set_seq(mni, cur_seq)`; call with the user lock held.
     pub(crate) fn set_seq(&self) {
         // SAFETY: `mni` is the notifier of the running callback; `cur_seq` is its argument.
-        unsafe { bindings::dmirror_mmu_interval_set_seq(self.mni, self.cur_seq) };
+        unsafe { bindings::rust_mm_mmu_interval_set_seq(self.mni, self.cur_seq) };
     }
 }
 
@@ -141,7 +141,7 @@ impl<T: IntervalOps> IntervalNotifier<T> {
     pub(crate) fn read_retry(&self, seq: kernel::ffi::c_ulong) -> bool {
         // SAFETY: `mni` is pinned memory that lives as long as `self`; the helper only
         // reads its sequence.
-        unsafe { bindings::dmirror_mmu_interval_read_retry(self.as_raw(), seq) }
+        unsafe { bindings::rust_mm_mmu_interval_read_retry(self.as_raw(), seq) }
     }
 
     /// The mm the notifier watches, `None` once removed.

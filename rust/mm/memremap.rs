@@ -10,9 +10,9 @@
 //! [`DevPagemap::from_page`]. `memunmap_pages()` waits for every page of the
 //! chunk to be freed, so the owner must evict the pages before dropping it.
 
-use crate::{
+use crate::mm::{
     bindings,
-    page::{FolioRef, PageRef},
+    folio::{FolioRef, PageRef},
 };
 use kernel::{ffi::c_void, mm::virt::VmaRef, page::PAGE_SHIFT, prelude::*, types::Opaque};
 
@@ -125,9 +125,15 @@ impl<T: PagemapOps> DevPagemap<T> {
         ..pin_init::zeroed()
     };
 
-    /// Reserves (private) or takes (coherent) the physical range and maps it
-    /// with `memremap_pages(pgmap, numa_node_id())`, `owner` as `pgmap->owner`.
-    pub(crate) fn new(kind: ChunkKind, owner: *const c_void, data: T) -> impl PinInit<Self, Error> {
+    /// Reserves (private, as the resource `name`) or takes (coherent) the
+    /// physical range and maps it with `memremap_pages(pgmap, numa_node_id())`,
+    /// `owner` as `pgmap->owner`. Errors are the C functions' errnos.
+    pub(crate) fn new(
+        kind: ChunkKind,
+        name: &'static CStr,
+        owner: *const c_void,
+        data: T,
+    ) -> impl PinInit<Self, Error> {
         let init = move |slot: *mut Self| -> Result {
             let (mut region, start, size, ty) = match kind {
                 ChunkKind::Private { size } => {
@@ -137,10 +143,11 @@ impl<T: PagemapOps> DevPagemap<T> {
                         bindings::request_free_mem_region(
                             &raw mut bindings::iomem_resource,
                             size,
-                            c"hmm_dmirror".as_char_ptr(),
+                            name.as_char_ptr(),
                         )
                     };
-                    if res.is_null() || kernel::error::from_err_ptr(res).is_err() {
+                    kernel::error::from_err_ptr(res)?;
+                    if res.is_null() {
                         return Err(ENOMEM);
                     }
                     // SAFETY: `res` is a valid resource returned above.
@@ -185,7 +192,7 @@ impl<T: PagemapOps> DevPagemap<T> {
             }
             // SAFETY: `pgmap` is fully set up, pinned and outlives the registration
             // (`PinnedDrop` unmaps it); the ops table is static.
-            let ptr = unsafe { bindings::memremap_pages(pgmap, bindings::dmirror_numa_node_id()) };
+            let ptr = unsafe { bindings::memremap_pages(pgmap, bindings::rust_mm_numa_node_id()) };
             let ret = if ptr.is_null() {
                 Err(EFAULT)
             } else {

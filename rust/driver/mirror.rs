@@ -10,18 +10,24 @@
 //! the `migrate_to_ram` entry, which recovers the mirror from a backing page.
 //! Lock order: mmap_lock (read), then the mirror mutex.
 
+#![allow(unsafe_code)]
+
 use crate::{
-    bindings,
-    devmem::{self, DmirrorDevice, HPAGE_PMD_NR},
-    exclusive::{self, ExclusivePage},
-    hmm::{self, HmmPfn, HmmRange},
-    migrate::{Collected, PfnArrays, VmaMigrateArgs},
-    mirror_table::{MirrorTable, Tag},
-    notifier::{IntervalNotifier, IntervalOps, Invalidation},
-    owner,
-    page::{mpfn, LockedPage, NewPage, PageRef},
-    pagemap::DeviceFault,
-    uapi::{self, HmmDmirrorCmd, MemoryType, PageKind},
+    driver::{
+        devmem::{self, DmirrorDevice, HPAGE_PMD_NR},
+        owner,
+        table::{MirrorTable, Tag},
+        uapi::{self, HmmDmirrorCmd, MemoryType, PageKind},
+    },
+    mm::{
+        bindings,
+        exclusive::{self, ExclusivePage},
+        folio::{mpfn, LockedPage, NewPage, PageRef},
+        hmm::{self, HmmPfn, HmmRange},
+        memremap::DeviceFault,
+        migrate::{Collected, Migrated, PfnArrays, VmaMigrateArgs},
+        mmu_notifier::{IntervalNotifier, IntervalOps, Invalidation},
+    },
 };
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use kernel::{
@@ -523,11 +529,7 @@ impl Mirror {
     /// device pages from the dst array, as `dmirror_migrate_finalize_and_map()`.
     /// Returns whether it mapped them; if not, the caller walks the page tables
     /// after finalize ([`DmirrorFile::map_device_pages`]).
-    fn erase_moved_and_map(
-        &self,
-        m: &crate::migrate::Migrated<'_>,
-        valid: impl FnOnce() -> bool,
-    ) -> bool {
+    fn erase_moved_and_map(&self, m: &Migrated<'_>, valid: impl FnOnce() -> bool) -> bool {
         let g = self.lock.lock();
         self.note_moved(&g);
         let start_pfn = m.start() >> PAGE_SHIFT;
@@ -552,7 +554,7 @@ impl Mirror {
     /// than this mirror's own migrations ran since before the setup (checked
     /// by the caller): a zap after the check erases these entries under the
     /// mutex, one before it would leave an entry whose page finalize frees.
-    fn map_moved(&self, _g: &MutexGuard<'_, ()>, m: &crate::migrate::Migrated<'_>) -> Result {
+    fn map_moved(&self, _g: &MutexGuard<'_, ()>, m: &Migrated<'_>) -> Result {
         let first = m.start() >> PAGE_SHIFT;
         let (src, dst) = (m.src(), m.dst());
         let mut i = 0;
@@ -769,7 +771,7 @@ impl Mirror {
         };
         // SAFETY: The backing page is the owner slot of the faulting page, which the fault
         // holds locked and referenced.
-        let Some(mirror) = (unsafe { owner::get(rpage) }) else {
+        let Some(mirror) = (unsafe { owner::get::<Mirror>(rpage) }) else {
             return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
         };
         // The owner reference keeps the mirror alive for this fault, even if its file was

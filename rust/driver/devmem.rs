@@ -10,14 +10,16 @@
 //! folio of a private page in its `zone_device_data`), the `dev_pagemap_ops`
 //! callbacks, and the eviction of whole chunks back to system memory.
 
+#![allow(unsafe_code)]
+
 use crate::{
-    bindings,
-    migrate::DeviceMigration,
-    mirror::Mirror,
-    owner,
-    page::{mpfn, FolioRef, LockedPage, NewPage, PageRef},
-    pagemap::{ChunkKind, DevPagemap, DeviceFault, PagemapOps},
-    uapi::MemoryType,
+    driver::uapi::MemoryType,
+    mm::{
+        bindings,
+        folio::{mpfn, LockedPage, NewPage, PageRef},
+        memremap::{ChunkKind, DevPagemap},
+        migrate::DeviceMigration,
+    },
 };
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
@@ -54,6 +56,16 @@ impl ChunkData {
     fn device(&self) -> &DmirrorDevice {
         // SAFETY: The device owns its chunks and removes them before it is dropped.
         unsafe { &*self.device }
+    }
+
+    /// Puts a freed page (a block of `1 << order` pages) of this chunk back on
+    /// the device's free lists, unless the chunk is being removed.
+    pub(crate) fn recycle(&self, page: PageRef, order: u32) {
+        let mut free = self.device().free.lock();
+        if !self.remove.load(Ordering::Relaxed) {
+            free.cfree += 1 << order;
+            free.push(page, order != 0);
+        }
     }
 }
 
@@ -254,7 +266,10 @@ impl DmirrorDevice {
                 device: self,
                 remove: AtomicBool::new(false),
             };
-            let chunk = KBox::pin_init(Chunk::new(kind, self.owner(), data), GFP_KERNEL)?;
+            let chunk = KBox::pin_init(
+                Chunk::new(kind, c"hmm_dmirror", self.owner(), data),
+                GFP_KERNEL,
+            )?;
             let first = chunk.pfn_first();
             let last = first + chunk.npages();
             chunks.list.push(chunk, GFP_KERNEL)?;
@@ -336,7 +351,7 @@ impl DmirrorDevice {
         // state and returns the folio locked with one reference. `pgmap()` is the
         // chunk's either way.
         unsafe {
-            bindings::dmirror_zone_device_folio_init(dpage.as_ptr().cast(), dpage.pgmap(), order)
+            bindings::rust_mm_zone_device_folio_init(dpage.as_ptr().cast(), dpage.pgmap(), order)
         };
         // SAFETY: `zone_device_folio_init` returned the page locked with one reference.
         Some(unsafe { LockedPage::from_locked(dpage) })
@@ -430,68 +445,4 @@ fn evict_chunk(chunk: &Chunk) {
     }
     m.pages();
     // Dropping `m` finalizes the migration.
-}
-
-impl PagemapOps for ChunkData {
-    fn folio_free(map: &Chunk, folio: FolioRef) {
-        let page = folio.head();
-        let rpage = backing_page(page);
-        let order = rpage.map_or(folio.order(), |r| r.folio().order());
-        if let Some(r) = rpage {
-            // SAFETY: `r` is the owner slot of the page being freed (the head of its backing
-            // folio, or the coherent page itself). The mirror's reference goes before the
-            // field is reused; the last one frees the mirror, which is fine in any context.
-            drop(unsafe { owner::take(r) });
-            if r != page {
-                // SAFETY: The backing folio of a private page is owned by that page, whose
-                // last reference is gone.
-                unsafe { bindings::__free_pages(r.as_ptr(), order) };
-            }
-        }
-        let device = map.data().device();
-        let mut free = device.free.lock();
-        if !map.data().remove.load(Ordering::Relaxed) {
-            free.cfree += 1 << order;
-            free.push(page, order != 0);
-        }
-    }
-
-    fn migrate_to_ram(_map: &Chunk, fault: &DeviceFault<'_>) -> bindings::vm_fault_t {
-        Mirror::devmem_fault(fault)
-    }
-
-    fn folio_split(_map: &Chunk, head: FolioRef, tail: Option<FolioRef>) {
-        let Some(rpage) = backing_page(head.head()) else {
-            if let Some(tail) = tail {
-                // SAFETY: The tail is a page of our chunk being split off `head`.
-                unsafe { tail.head().set_zone_device_data(core::ptr::null_mut()) };
-            }
-            return;
-        };
-        let rfolio = rpage.folio();
-        let Some(tail) = tail else {
-            // SAFETY: `rfolio` is the backing folio owned by `head`, split alike.
-            unsafe { bindings::dmirror_split_backing_head(rfolio.as_ptr()) };
-            return;
-        };
-        // SAFETY: `tail` is being split off `head`: both are pages of the folio being split,
-        // `tail` after its head page.
-        let offset = unsafe { tail.head().index_from(head.head()) };
-        // SAFETY: `tail` is a page of `head`'s folio being split, and the backing folio
-        // has the order of that folio (`DmirrorDevice::alloc_page`), so `offset` is in it.
-        let rpage_tail = unsafe { rfolio.page(offset) };
-        // SAFETY: The head's owner slot holds its reference during the split; the tail's
-        // slot gets a copy of the pointer below, with this new reference.
-        unsafe { owner::dup(rpage.zone_device_data()) };
-        // SAFETY: `tail` is being split off `head`; `rpage_tail` is the matching page of the
-        // backing folio, which the driver owns.
-        unsafe {
-            bindings::dmirror_split_backing_tail(
-                head.as_ptr(),
-                tail.as_ptr(),
-                rpage_tail.as_ptr(),
-                rpage.zone_device_data(),
-            )
-        };
-    }
 }

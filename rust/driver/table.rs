@@ -12,7 +12,9 @@
 //! `&MutexGuard` parameters of the mirror's callers prove. The xarray's own
 //! spinlock serialises the updates.
 
-use crate::page::PageRef;
+#![allow(unsafe_code)]
+
+use crate::mm::folio::PageRef;
 use kernel::{bindings, ffi::c_void, prelude::*, types::Opaque};
 
 /// Access right of a table entry, stored in the low pointer bits.
