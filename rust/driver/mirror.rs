@@ -2,10 +2,10 @@
 
 //! The per-open mirror of a process address space and the ioctl operations.
 //!
-//! Owns [`Mirror`] (device, mirror table, the mutex that guards the table and
-//! is the interval notifier's user lock, the FLAGS word, the marks of the
-//! tasks migrating through it and the count of their erases) and [`DmirrorFile`],
-//! the open file: the mirror embedded in its interval notifier over the whole
+//! Owns [`Mirror`] (device, the mutex with the data it guards,
+//! [`MirrorState`], which is also the interval notifier's user lock, the
+//! FLAGS word, the marks of the tasks migrating through it and the count of
+//! their erases) and [`DmirrorFile`], the open file: the mirror embedded in its interval notifier over the whole
 //! mm. Everything here is safe driver logic on top of the abstractions, except
 //! the `migrate_to_ram` entry, which recovers the mirror from a backing page.
 //! Lock order: mmap_lock (read), then the mirror mutex.
@@ -26,13 +26,14 @@ use crate::{
         hmm::{self, HmmPfn, HmmRange},
         memremap::DeviceFault,
         migrate::{Collected, Migrated, PfnArrays, VmaMigrateArgs},
+        mmap::MmapRead,
         mmu_notifier::{IntervalNotifier, IntervalOps, Invalidation},
     },
 };
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use kernel::{
     ffi::c_void,
-    mm::{Mm, MmWithUser, MmapReadGuard},
+    mm::{Mm, MmWithUser},
     new_mutex,
     page::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
     pr_warn_once,
@@ -52,10 +53,10 @@ const RANGE_TIMEOUT_MS: i64 = bindings::HMM_RANGE_DEFAULT_TIMEOUT as i64;
 #[pin_data]
 pub(crate) struct Mirror {
     device: *const DmirrorDevice,
+    /// The mirror mutex and the data it protects; also the user lock of the
+    /// mirror's interval notifier ([`IntervalOps::lock`]).
     #[pin]
-    lock: Mutex<()>,
-    #[pin]
-    table: MirrorTable,
+    state: Mutex<MirrorState>,
     flags: AtomicU64,
     /// The tasks inside a migration of this very mirror (null: a free slot):
     /// only their own-device `MMU_NOTIFY_MIGRATE` invalidations leave the table
@@ -76,6 +77,32 @@ pub(crate) struct Mirror {
     /// came in between (read by the same hook).
     exclusive_retries: AtomicU64,
 }
+
+/// The data of a mirror that lives under its mutex.
+///
+/// # Invariants
+///
+/// Reachable only through the mirror's `Mutex<MirrorState>`: the table (whose
+/// entries do not hold page references) is read and changed only with the
+/// mutex held, under which the interval notifier erases entries before their
+/// pages can go. (Formerly the table sat beside a `Mutex<()>`, and
+/// `MirrorTable::load` could be called without it.)
+#[pin_data]
+pub(crate) struct MirrorState {
+    #[pin]
+    table: MirrorTable,
+}
+
+impl MirrorState {
+    fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            table <- MirrorTable::new(),
+        })
+    }
+}
+
+/// The mirror mutex held.
+type StateGuard<'a> = MutexGuard<'a, MirrorState>;
 
 // SAFETY: `device` points to a device that outlives every mirror: an open file keeps the
 // module loaded, and a mirror that outlives its file is only referenced by device pages
@@ -181,8 +208,7 @@ impl Mirror {
     fn new(device: &DmirrorDevice) -> impl PinInit<Self, Error> + '_ {
         try_pin_init!(Self {
             device,
-            lock <- new_mutex!(()),
-            table <- MirrorTable::new(),
+            state <- new_mutex!(MirrorState::new()),
             flags: AtomicU64::new(0),
             migrating: [const { AtomicPtr::new(core::ptr::null_mut()) }; MIGRATING_SLOTS],
             moved: AtomicU64::new(0),
@@ -220,7 +246,7 @@ impl Mirror {
 
     /// Records, under the mutex, that a migration of this mirror erased the
     /// entries of pages it moves (see `moved`).
-    fn note_moved(&self, _g: &MutexGuard<'_, ()>) {
+    fn note_moved(&self, _g: &MirrorState) {
         self.moved.fetch_add(1, Ordering::Release);
     }
 
@@ -230,7 +256,7 @@ impl Mirror {
     /// walk would otherwise not notice (the migration's own invalidation
     /// leaves the sequence alone). A walk that began after the erase cannot
     /// have seen the page: the migration entries were in place before it.
-    fn validated(&self, _g: &MutexGuard<'_, ()>, moved: u64) -> bool {
+    fn validated(&self, _g: &MirrorState, moved: u64) -> bool {
         self.moved.load(Ordering::Relaxed) == moved
     }
 
@@ -272,13 +298,13 @@ impl Mirror {
     }
 
     /// `dmirror_do_read()`: copies mirrored pages into the bounce buffer.
-    fn do_read(&self, _g: &MutexGuard<'_, ()>, start: usize, end: usize, b: &mut Bounce) -> Result {
+    fn do_read(&self, g: &MirrorState, start: usize, end: usize, b: &mut Bounce) -> Result {
         // Reads resume where the last one stopped: the buffer holds the pages before `start`.
         if b.buf.len() != ((start - b.addr) & PAGE_MASK) {
             return Err(EINVAL);
         }
         for pfn in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
-            let (page, _) = self.table.load(pfn).ok_or(ENOENT)?;
+            let (page, _) = g.table.load(pfn).ok_or(ENOENT)?;
             // SAFETY: The mirror mutex is held (`_g`), so the notifier cannot have let the
             // page go: the entry would have been erased first.
             unsafe { page.append_to(&mut b.buf) }?;
@@ -288,16 +314,10 @@ impl Mirror {
     }
 
     /// `dmirror_do_write()`: copies the bounce buffer into writable mirrored pages.
-    fn do_write(
-        &self,
-        _g: &MutexGuard<'_, ()>,
-        start: usize,
-        end: usize,
-        b: &mut Bounce,
-    ) -> Result {
+    fn do_write(&self, g: &MirrorState, start: usize, end: usize, b: &mut Bounce) -> Result {
         let mut off = (start - b.addr) & PAGE_MASK;
         for pfn in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
-            let page = match self.table.load(pfn) {
+            let page = match g.table.load(pfn) {
                 Some((page, Tag::Write)) => page,
                 _ => return Err(ENOENT),
             };
@@ -315,14 +335,14 @@ impl Mirror {
     }
 
     /// `dmirror_do_fault()`: stores the faulted pages in the table.
-    fn do_fault(&self, _g: &MutexGuard<'_, ()>, range: &HmmRange<'_>) -> Result {
+    fn do_fault(&self, g: &MirrorState, range: &HmmRange<'_>) -> Result {
         let first = range.start() >> PAGE_SHIFT;
         for (i, p) in range.pfns().enumerate() {
             if p.is_error() || !p.is_valid() {
                 pr_warn_once!("hmm_range_fault returned an invalid entry\n");
             }
             let Some(page) = p.page_at((first + i) << PAGE_SHIFT) else {
-                self.table.erase(first + i);
+                g.table.erase(first + i);
                 continue;
             };
             // hmm_range_fault() does not fault our own device-private pages back (we are
@@ -342,7 +362,7 @@ impl Mirror {
             } else {
                 Tag::Read
             };
-            self.table.store(first + i, page, tag)?;
+            g.table.store(first + i, page, tag)?;
         }
         Ok(())
     }
@@ -400,8 +420,9 @@ impl Mirror {
 
     /// `dmirror_check_atomic()`.
     pub(crate) fn check_atomic(&self, start: usize, end: usize) -> Result {
+        let g = self.state.lock();
         for pfn in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
-            if self.table.tag(pfn) == Some(Tag::Atomic) {
+            if g.table.tag(pfn) == Some(Tag::Atomic) {
                 return Err(EPERM);
             }
         }
@@ -530,7 +551,7 @@ impl Mirror {
     /// Returns whether it mapped them; if not, the caller walks the page tables
     /// after finalize ([`DmirrorFile::map_device_pages`]).
     fn erase_moved_and_map(&self, m: &Migrated<'_>, valid: impl FnOnce() -> bool) -> bool {
-        let g = self.lock.lock();
+        let g = self.state.lock();
         self.note_moved(&g);
         let start_pfn = m.start() >> PAGE_SHIFT;
         for (i, &s) in m.src().iter().enumerate() {
@@ -544,7 +565,7 @@ impl Mirror {
             };
             // `erase_range` takes the last pfn, not the end.
             let last = (start_pfn + i + nr).min(start_pfn + m.src().len()) - 1;
-            self.table.erase_range(start_pfn + i, last);
+            g.table.erase_range(start_pfn + i, last);
         }
         valid() && self.map_moved(&g, m).is_ok()
     }
@@ -554,7 +575,7 @@ impl Mirror {
     /// than this mirror's own migrations ran since before the setup (checked
     /// by the caller): a zap after the check erases these entries under the
     /// mutex, one before it would leave an entry whose page finalize frees.
-    fn map_moved(&self, _g: &MutexGuard<'_, ()>, m: &Migrated<'_>) -> Result {
+    fn map_moved(&self, g: &MirrorState, m: &Migrated<'_>) -> Result {
         let first = m.start() >> PAGE_SHIFT;
         let (src, dst) = (m.src(), m.dst());
         let mut i = 0;
@@ -585,7 +606,7 @@ impl Mirror {
                 // SAFETY: The backing folio of a device page has its order (a compound
                 // dst is the head of its folio), so the `k`th page is in it.
                 let page = unsafe { rpage.nth(k) };
-                self.table.store(first + i + k, page, tag)?;
+                g.table.store(first + i + k, page, tag)?;
             }
             i += nr;
         }
@@ -594,7 +615,7 @@ impl Mirror {
 
     /// Stores this device's pages that a validated `hmm_range_fault()` without
     /// faults reports, and leaves every other entry of the window alone.
-    fn store_own_pages(&self, _g: &MutexGuard<'_, ()>, range: &HmmRange<'_>) -> Result {
+    fn store_own_pages(&self, g: &MirrorState, range: &HmmRange<'_>) -> Result {
         let first = range.start() >> PAGE_SHIFT;
         for (i, p) in range.pfns().enumerate() {
             let Some(page) = p.page_at((first + i) << PAGE_SHIFT) else {
@@ -614,7 +635,7 @@ impl Mirror {
                 continue;
             };
             let tag = if p.is_write() { Tag::Write } else { Tag::Read };
-            self.table.store(first + i, rpage, tag)?;
+            g.table.store(first + i, rpage, tag)?;
         }
         Ok(())
     }
@@ -730,12 +751,12 @@ impl Mirror {
         }
         // Every destination is there: drop the entries of the pages that move.
         {
-            let g = self.lock.lock();
+            let g = self.state.lock();
             self.note_moved(&g);
             let first = start >> PAGE_SHIFT;
             let _ = Self::for_each_moving(src, false, |i, _, _, nr| {
                 for k in 0..nr {
-                    self.table.erase(first + i + k);
+                    g.table.erase(first + i + k);
                 }
                 Ok::<(), ()>(())
             });
@@ -828,51 +849,46 @@ impl MirrorRef {
 }
 
 impl IntervalOps for MirrorRef {
-    fn invalidate(data: &Self, inv: &Invalidation<'_>) -> bool {
-        Mirror::invalidate(&data.mirror, inv)
+    type State = MirrorState;
+
+    fn lock(data: &Self) -> &Mutex<MirrorState> {
+        &data.mirror.state
+    }
+
+    fn skip(data: &Self, inv: &Invalidation<'_>) -> bool {
+        data.mirror.skips(inv)
+    }
+
+    fn invalidate(_data: &Self, state: &MirrorState, inv: &Invalidation<'_>) {
+        state
+            .table
+            .erase_range(inv.start() >> PAGE_SHIFT, inv.end() >> PAGE_SHIFT);
     }
 }
 
 impl Mirror {
-    /// The interval notifier callback of the mirror's file.
-    fn invalidate(this: &Self, inv: &Invalidation<'_>) -> bool {
-        // The table holds no page references: an entry must be gone, under the mutex and
-        // with the sequence bumped, before its page can be freed. Migrations of our own
-        // device are the exception, as in the C driver: their entries stay (a device page a
-        // migration to the device leaves alone stays mirrored) and the migration back to
-        // RAM drops the entries of the pages it moves under the mutex
-        // (`devmem_alloc_and_copy`), a migration to the device those of the pages it moved
-        // (`erase_moved_and_map`). As in the C driver, such an invalidation takes no lock and does
-        // not bump the sequence: the migrating tasks do not wait for each other's
-        // read-backs here. Unlike the C driver, a walk that stores into the table
-        // still retries when one of these migrations erased entries meanwhile (`moved`),
-        // instead of mirroring a page that has just been freed (found by
-        // dmirror_concurrency). And unlike the C driver, only the mirror that migrates
-        // keeps its entries: another descriptor of the same device in the same mm gets the
-        // same `owner` in the event, but nothing drops its entries for it, so they would go
-        // on pointing at the old pages once those are freed (a READ through it returned
-        // such a page's new contents: found by dmirror_fuzz).
-        if inv.is_migrate_by(this.owner()) && this.is_migrating() {
+    /// Whether the mirror's notifier leaves an invalidation alone (no lock, no
+    /// sequence bump, no erase); every other one erases the range's entries
+    /// under the mutex with the sequence bumped ([`IntervalOps`]).
+    ///
+    /// The table holds no page references: an entry must be gone, under the
+    /// mutex and with the sequence bumped, before its page can be freed.
+    /// Migrations of this mirror are the exception, as in the C driver: their
+    /// entries stay (a device page a migration to the device leaves alone stays
+    /// mirrored), and the migration itself drops the entries of the pages it
+    /// moves under the mutex (`devmem_alloc_and_copy`, `erase_moved_and_map`)
+    /// and counts it in `moved`, which every walk that stores into the table
+    /// checks besides the sequence. Only the mirror that migrates skips: another
+    /// descriptor of the same device in the same mm sees the same `owner` in the
+    /// event, but nothing would drop its entries for it.
+    fn skips(&self, inv: &Invalidation<'_>) -> bool {
+        if inv.is_migrate_by(self.owner()) && self.is_migrating() {
             return true;
         }
         // The conversion of a page by this mirror's EXCLUSIVE, which must not invalidate
         // itself (`exclusive_page`). The page stays mapped (by the device-exclusive entry),
         // so an entry of the table for it stays valid.
-        if inv.is_exclusive_by(this.exclusive_owner()) {
-            return true;
-        }
-        let _g = if inv.blockable() {
-            this.lock.lock()
-        } else {
-            match this.lock.try_lock() {
-                Some(g) => g,
-                None => return false,
-            }
-        };
-        inv.set_seq();
-        this.table
-            .erase_range(inv.start() >> PAGE_SHIFT, inv.end() >> PAGE_SHIFT);
-        true
+        inv.is_exclusive_by(self.exclusive_owner())
     }
 }
 
@@ -883,19 +899,15 @@ struct SnapshotState<'a> {
 }
 
 impl IntervalOps for SnapshotState<'_> {
-    fn invalidate(this: &Self, inv: &Invalidation<'_>) -> bool {
-        let _g = if inv.blockable() {
-            this.mirror.lock.lock()
-        } else {
-            match this.mirror.lock.try_lock() {
-                Some(g) => g,
-                None => return false,
-            }
-        };
-        // Any invalidation in the window invalidates the whole snapshot.
-        inv.set_seq();
-        true
+    type State = MirrorState;
+
+    fn lock(data: &Self) -> &Mutex<MirrorState> {
+        &data.mirror.state
     }
+
+    // Any invalidation in the window invalidates the whole snapshot: the sequence bump
+    // under the mutex is all it takes.
+    fn invalidate(_data: &Self, _state: &MirrorState, _inv: &Invalidation<'_>) {}
 }
 
 /// An open `/dev/hmm_dmirrorN`: a reference to the mirror inside the interval
@@ -957,7 +969,7 @@ impl DmirrorFile {
         range: &mut HmmRange<'_>,
         stores: bool,
         mut fault: impl FnMut(&mut HmmRange<'_>) -> Result,
-    ) -> Result<MutexGuard<'m, ()>> {
+    ) -> Result<StateGuard<'m>> {
         let t0 = Instant::<Monotonic>::now();
         loop {
             if Self::deadline_passed(&t0) {
@@ -970,7 +982,7 @@ impl DmirrorFile {
                 Err(e) => return Err(e),
                 Ok(()) => {}
             }
-            let g = m.lock.lock();
+            let g = m.state.lock();
             if !range.read_retry() && (!stores || m.validated(&g, moved)) {
                 return Ok(g);
             }
@@ -980,7 +992,7 @@ impl DmirrorFile {
     /// `dmirror_range_fault()`.
     fn range_fault(&self, mm: &MmWithUser, range: &mut HmmRange<'_>) -> Result {
         let m = self.mirror();
-        let g = Self::fault_validated(m, range, true, |r| r.fault(&mm.mmap_read_lock()))?;
+        let g = Self::fault_validated(m, range, true, |r| r.fault(&MmapRead::lock(mm)))?;
         m.do_fault(&g, range)
     }
 
@@ -990,7 +1002,7 @@ impl DmirrorFile {
         loop {
             let moved = m.moved.load(Ordering::Acquire);
             range.fault_unlocked_timeout(timeout)?;
-            let g = m.lock.lock();
+            let g = m.state.lock();
             if range.read_retry() || !m.validated(&g, moved) {
                 continue;
             }
@@ -1000,7 +1012,7 @@ impl DmirrorFile {
 
     /// Maps this device's pages of `[start, end)` in the table from the page
     /// tables (`hmm_range_fault()` without faults, validated under the mutex).
-    fn map_device_pages(&self, guard: &MmapReadGuard<'_>, start: usize, end: usize) -> Result {
+    fn map_device_pages(&self, guard: &MmapRead<'_>, start: usize, end: usize) -> Result {
         let m = self.mirror();
         let mut range = HmmRange::new(&self.notifier, 0, m.owner());
         let mut addr = start;
@@ -1038,7 +1050,7 @@ impl DmirrorFile {
         let mut b = Bounce::for_read(start, end - start)?;
         let ret = loop {
             let r = {
-                let g = m.lock.lock();
+                let g = m.state.lock();
                 m.do_read(&g, start, end, &mut b)
             };
             match r {
@@ -1063,7 +1075,7 @@ impl DmirrorFile {
         let mut b = Bounce::from_user(start, end - start, cmd.ptr as usize)?;
         let ret = loop {
             let r = {
-                let g = m.lock.lock();
+                let g = m.state.lock();
                 m.do_write(&g, start, end, &mut b)
             };
             match r {
@@ -1085,7 +1097,7 @@ impl DmirrorFile {
         let m = self.mirror();
         let mut b = Bounce::for_read(start, end - start)?;
         let r = {
-            let g = m.lock.lock();
+            let g = m.state.lock();
             m.do_read(&g, start, end, &mut b)
         };
         let r = r.and_then(|()| b.to_user(cmd.ptr as usize));
@@ -1101,7 +1113,7 @@ impl DmirrorFile {
         {
             let mut pfns = PfnArrays::new();
             let _migrating = m.migrating();
-            let guard = mm.mmap_read_lock();
+            let guard = MmapRead::lock(&mm);
             let mut addr = start;
             while addr < end {
                 let vma = guard.vma_lookup(addr).ok_or(EINVAL)?;
@@ -1154,7 +1166,7 @@ impl DmirrorFile {
         cmd.cpages = 0;
         let mut pfns = PfnArrays::new();
         let _migrating = m.migrating();
-        let guard = mm.mmap_read_lock();
+        let guard = MmapRead::lock(&mm);
         let mut addr = start;
         while addr < end {
             let vma = guard.vma_lookup(addr).ok_or(EINVAL)?;
@@ -1238,7 +1250,7 @@ impl DmirrorFile {
         );
         let mut range = HmmRange::new(&*notifier, 0, m.owner());
         range.set_window(start, end);
-        let g = Self::fault_validated(m, &mut range, false, |r| r.fault(&mm.mmap_read_lock()))?;
+        let g = Self::fault_validated(m, &mut range, false, |r| r.fault(&MmapRead::lock(mm)))?;
         for (slot, p) in perm.iter_mut().zip(range.pfns()) {
             *slot = Self::mkentry(m, p);
         }
@@ -1273,10 +1285,10 @@ impl DmirrorFile {
         let (start, end) = cmd_range(cmd)?;
         let mm = self.mmget().ok_or(EINVAL)?;
         {
-            let guard = mm.mmap_read_lock();
+            let guard = MmapRead::lock(&mm);
             let mut addr = start;
             while addr < end {
-                self.exclusive_page(&mm, &guard, addr)?;
+                self.exclusive_page(&guard, addr)?;
                 addr += PAGE_SIZE;
             }
         }
@@ -1300,7 +1312,7 @@ impl DmirrorFile {
     /// `hmm_range_fault()` deadline ([`RANGE_TIMEOUT_MS`]) with nothing stored:
     /// the read-back then finds a hole (`ENOENT`), the result the C driver gives
     /// when an invalidation erases its entry after the store.
-    fn exclusive_page(&self, mm: &MmWithUser, guard: &MmapReadGuard<'_>, addr: usize) -> Result {
+    fn exclusive_page(&self, guard: &MmapRead<'_>, addr: usize) -> Result {
         let m = self.mirror();
         let t0 = Instant::<Monotonic>::now();
         let mut first = true;
@@ -1311,24 +1323,24 @@ impl DmirrorFile {
                 }
                 m.exclusive_retries.fetch_add(1, Ordering::Relaxed);
                 // Its errors are those of the conversion's own fault, which reports them.
-                let _ = exclusive::fault_in_writable(mm, guard, addr);
+                let _ = exclusive::fault_in_writable(guard, addr);
             }
             first = false;
             let seq = self.notifier.read_begin().ok_or(EINVAL)?;
-            let excl = ExclusivePage::make(mm, guard, addr, m.exclusive_owner())?;
+            let excl = ExclusivePage::make(guard, addr, m.exclusive_owner())?;
             let delay = m.test_exclusive_delay_ms.load(Ordering::Relaxed);
             if delay != 0 {
                 // The folio lock is held, as in the window the hook widens; a zap of the
                 // entry does not take it.
                 fsleep(Delta::from_millis(delay as i64));
             }
-            let g = m.lock.lock();
+            let g = m.state.lock();
             if self.notifier.read_retry(seq) {
                 drop(g);
                 drop(excl);
                 continue;
             }
-            m.table
+            g.table
                 .store(addr >> PAGE_SHIFT, excl.page(), Tag::Atomic)?;
             drop(g);
             drop(excl);

@@ -7,10 +7,10 @@
 //! [`Tag::Write`] writable, [`Tag::Atomic`] exclusive (as `DPT_XA_TAG_*` in
 //! lib/test_hmm.c). The table does not hold page references: the pages stay
 //! valid because the mirror's interval notifier erases every entry of a range
-//! before the CPU page tables for it change. Readers that dereference a page
-//! therefore hold the mirror mutex (the notifier's user lock), which is what the
-//! `&MutexGuard` parameters of the mirror's callers prove. The xarray's own
-//! spinlock serialises the updates.
+//! before the CPU page tables for it change. The table lives inside the
+//! mirror's `Mutex<MirrorState>` (the notifier's user lock), so every load,
+//! store and erase happens with that mutex held. The xarray's own spinlock
+//! serialises the updates.
 
 #![allow(unsafe_code)]
 

@@ -11,11 +11,11 @@
 use crate::mm::{
     bindings,
     folio::{FolioRef, LockedFolio, PageRef},
+    mmap::MmapRead,
 };
 use kernel::{
     error::{from_err_ptr, to_result},
     ffi::c_void,
-    mm::{MmWithUser, MmapReadGuard},
     prelude::*,
 };
 
@@ -26,20 +26,20 @@ pub(crate) struct ExclusivePage {
 }
 
 impl ExclusivePage {
-    /// `make_device_exclusive(mm, addr, owner, &folio)`: `mmap_lock` must be
-    /// `mm`'s mmap lock held for read (as the C function requires). `owner` is
+    /// `make_device_exclusive(mm, addr, owner, &folio)` on the mm that `lock`
+    /// holds the mmap lock of for read (as the C function requires). `owner` is
     /// only the owner of the conversion's `MMU_NOTIFY_EXCLUSIVE` invalidation,
     /// by which the caller's notifier recognises it (the C driver passes NULL).
-    pub(crate) fn make(
-        mm: &MmWithUser,
-        _mmap_lock: &MmapReadGuard<'_>,
-        addr: usize,
-        owner: *const c_void,
-    ) -> Result<Self> {
+    ///
+    /// The mm is taken from `lock`, not passed beside it: a lock of another mm
+    /// cannot be given as proof (formerly `make(mm, &MmapReadGuard, ..)`
+    /// accepted any mm's guard).
+    pub(crate) fn make(lock: &MmapRead<'_>, addr: usize, owner: *const c_void) -> Result<Self> {
+        let mm = lock.mm();
         let mut folio: *mut bindings::folio = core::ptr::null_mut();
         // SAFETY: `mm` has a user reference (its type) and its mmap lock is held for read
-        // (`_mmap_lock`); `folio` is valid for the one write the function makes. The owner
-        // cookie is never dereferenced, only passed on to the notifiers.
+        // (`lock`'s invariant); `folio` is valid for the one write the function makes. The
+        // owner cookie is never dereferenced, only passed on to the notifiers.
         let page = unsafe {
             bindings::make_device_exclusive(mm.as_raw(), addr, owner.cast_mut(), &mut folio)
         };
@@ -65,14 +65,11 @@ impl ExclusivePage {
 /// `fixup_user_fault(mm, addr, FAULT_FLAG_WRITE, NULL)`: faults the page at
 /// `addr` in writable as a CPU write would (a device-exclusive entry is
 /// restored, a device page migrated back, COW broken), without dropping the
-/// mmap lock, which `mmap_lock` must hold for read.
-pub(crate) fn fault_in_writable(
-    mm: &MmWithUser,
-    _mmap_lock: &MmapReadGuard<'_>,
-    addr: usize,
-) -> Result {
+/// mmap lock of the mm, which `lock` holds for read.
+pub(crate) fn fault_in_writable(lock: &MmapRead<'_>, addr: usize) -> Result {
+    let mm = lock.mm();
     // SAFETY: `mm` has a user reference (its type) and its mmap lock is held for read
-    // (`_mmap_lock`); with a NULL `unlocked` the function neither drops nor retakes it.
+    // (`lock`'s invariant); with a NULL `unlocked` the function neither drops nor retakes it.
     to_result(unsafe {
         bindings::fixup_user_fault(
             mm.as_raw(),

@@ -10,10 +10,11 @@
 use crate::mm::{
     bindings,
     folio::PageRef,
+    mmap::MmapRead,
     mmu_notifier::{IntervalNotifier, IntervalOps},
 };
 use core::marker::PhantomData;
-use kernel::{error::to_result, ffi::c_void, mm::MmapReadGuard, page::PAGE_SHIFT, prelude::*};
+use kernel::{error::to_result, ffi::c_void, page::PAGE_SHIFT, prelude::*};
 
 /// Pages per window, as the C driver's on-stack `pfns[32]`.
 pub(crate) const MAX_PAGES: usize = 32;
@@ -160,11 +161,22 @@ impl<'a> HmmRange<'a> {
         }
     }
 
-    /// `hmm_range_fault()` with the mmap lock of the notifier's mm held for read.
-    pub(crate) fn fault(&mut self, _mmap_lock: &MmapReadGuard<'_>) -> Result {
+    /// `hmm_range_fault()` with the mmap lock of the notifier's mm held for read
+    /// (`lock`); `EINVAL` if `lock` locks another mm.
+    ///
+    /// The check makes the lock a proof: formerly any mm's `MmapReadGuard` was
+    /// accepted, and `hmm_range_fault()` would have walked the notifier's mm
+    /// without its lock.
+    pub(crate) fn fault(&mut self, lock: &MmapRead<'_>) -> Result {
+        // SAFETY: By the type invariants the notifier is inserted, so its `mm` is set and
+        // grabbed until it is removed, which cannot happen while it is borrowed for `'a`.
+        let mm = unsafe { (*self.range.notifier).mm };
+        if !core::ptr::eq(mm, lock.mm().as_raw()) {
+            return Err(EINVAL);
+        }
         self.range.hmm_pfns = self.pfns.as_mut_ptr();
         // SAFETY: The range is valid (type invariants), `hmm_pfns` has room for the
-        // window, and the caller holds the mmap read lock (the guard).
+        // window, and the mmap lock of the notifier's mm is held for read (checked above).
         to_result(unsafe { bindings::hmm_range_fault(&mut self.range) })
     }
 

@@ -15,6 +15,7 @@
 //! | [`migrate`] | `kernel::mm::migrate` | [`include/linux/migrate.h`](srctree/include/linux/migrate.h) |
 //! | [`hmm`] | `kernel::mm::hmm` | [`include/linux/hmm.h`](srctree/include/linux/hmm.h) |
 //! | [`exclusive`] | part of `kernel::mm::hmm` | [`include/linux/rmap.h`](srctree/include/linux/rmap.h) |
+//! | [`mmap`] | (`kernel::mm::MmapReadGuard::mm()`) | [`include/linux/mmap_lock.h`](srctree/include/linux/mmap_lock.h) |
 //! | [`mmu_notifier`] | `kernel::mm::mmu_notifier` | [`include/linux/mmu_notifier.h`](srctree/include/linux/mmu_notifier.h) |
 //! | [`bindings`] | `kernel::bindings` + `rust/helpers/mm.c` | generated from `bindings_helper.h` |
 
@@ -27,4 +28,5 @@ pub(crate) mod folio;
 pub(crate) mod hmm;
 pub(crate) mod memremap;
 pub(crate) mod migrate;
+pub(crate) mod mmap;
 pub(crate) mod mmu_notifier;
