@@ -39,7 +39,7 @@ extern "C" {
 }
 
 impl PagemapOps for ChunkData {
-    fn folio_free(map: &Chunk, folio: FolioRef) {
+    fn folio_free(map: &Chunk, folio: FolioRef<'_>) {
         let page = folio.head();
         let rpage = backing_page(page);
         let order = rpage.map_or(folio.order(), |r| r.folio().order());
@@ -62,7 +62,7 @@ impl PagemapOps for ChunkData {
         Mirror::devmem_fault(fault)
     }
 
-    fn folio_split(_map: &Chunk, head: FolioRef, tail: Option<FolioRef>) {
+    fn folio_split(_map: &Chunk, head: FolioRef<'_>, tail: Option<FolioRef<'_>>) {
         let Some(rpage) = backing_page(head.head()) else {
             if let Some(tail) = tail {
                 // SAFETY: TODO[PGDATA]. The tail is a page of our chunk being split off `head`.

@@ -21,7 +21,10 @@ use crate::{
         migrate::DeviceMigration,
     },
 };
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::{
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+};
 use kernel::{
     ffi::c_void,
     new_mutex, new_spinlock,
@@ -60,7 +63,7 @@ impl ChunkData {
 
     /// Puts a freed page (a block of `1 << order` pages) of this chunk back on
     /// the device's free lists, unless the chunk is being removed.
-    pub(crate) fn recycle(&self, page: PageRef, order: u32) {
+    pub(crate) fn recycle(&self, page: PageRef<'_>, order: u32) {
         let mut free = self.device().free.lock();
         if !self.remove.load(Ordering::Relaxed) {
             free.cfree += 1 << order;
@@ -78,7 +81,7 @@ pub(crate) type Chunk = DevPagemap<ChunkData>;
 /// Works for any page of a large private folio too: only the head's
 /// `zone_device_data` points to the backing folio (which has the same order),
 /// so a tail's backing page is found at the same offset in it.
-pub(crate) fn backing_page(page: PageRef) -> Option<PageRef> {
+pub(crate) fn backing_page(page: PageRef<'_>) -> Option<PageRef<'_>> {
     if !page.is_device_private() {
         return Some(page);
     }
@@ -95,7 +98,7 @@ pub(crate) fn backing_page(page: PageRef) -> Option<PageRef> {
 /// # Safety
 ///
 /// `page` must be a referenced device page of a chunk of this driver.
-pub(crate) unsafe fn page_device<'a>(page: PageRef) -> &'a DmirrorDevice {
+pub(crate) unsafe fn page_device<'a>(page: PageRef<'_>) -> &'a DmirrorDevice {
     // SAFETY: The caller guarantees the page is ours and referenced, so its chunk is alive.
     let chunk: &Chunk = unsafe { Chunk::from_page(page) };
     // SAFETY: Chunks never outlive their device.
@@ -103,19 +106,50 @@ pub(crate) unsafe fn page_device<'a>(page: PageRef) -> &'a DmirrorDevice {
 }
 
 /// Whether `page` is a device page of one of this driver's chunks.
-pub(crate) fn is_our_page(page: PageRef) -> bool {
+pub(crate) fn is_our_page(page: PageRef<'_>) -> bool {
     Chunk::owns(page)
 }
 
+/// A page on a free list.
+type FreeLink = NonNull<bindings::page>;
+
+/// The page of a free-list link.
+///
+/// # Safety
+///
+/// `link` is a page of a registered chunk of this driver that stays registered
+/// for `'a` (a page on a free list: chunks leave the lists before they are
+/// unmapped, see `DmirrorDevice::remove_chunks`).
+unsafe fn free_page<'a>(link: FreeLink) -> PageRef<'a> {
+    // SAFETY: The caller guarantees that `link` is a memmap page for `'a`.
+    unsafe { PageRef::from_non_null(link) }
+}
+
+/// The link stored in a free page's `zone_device_data`.
+///
+/// # Safety
+///
+/// `page` is on a free list (its `zone_device_data` is the list link).
+unsafe fn next_link(page: PageRef<'_>) -> Option<FreeLink> {
+    NonNull::new(page.zone_device_data().cast())
+}
+
+/// The free lists of a device.
+///
+/// # Invariants
+///
+/// `free_pages` and `free_folios` are lists of free pages (refcount 0) of the
+/// device's registered chunks, linked through `zone_device_data`: order-0
+/// pages, and heads of free PMD-aligned blocks.
 struct FreeLists {
     calloc: usize,
     cfree: usize,
-    free_pages: Option<PageRef>,
-    free_folios: Option<PageRef>,
+    free_pages: Option<FreeLink>,
+    free_folios: Option<FreeLink>,
 }
 
 impl FreeLists {
-    fn pop(&mut self, large: bool) -> Option<PageRef> {
+    fn pop(&mut self, large: bool) -> Option<FreeLink> {
         if !large && self.free_pages.is_none() {
             self.split_block();
         }
@@ -124,11 +158,12 @@ impl FreeLists {
         } else {
             &mut self.free_pages
         };
-        let page = (*head)?;
-        // SAFETY: Free pages are ours; their `zone_device_data` links the list.
-        *head = unsafe { PageRef::from_raw(page.zone_device_data().cast()) };
+        let link = (*head)?;
+        // SAFETY: By the type invariants `link` is a free page of a registered chunk, whose
+        // `zone_device_data` links the list.
+        *head = unsafe { next_link(free_page(link)) };
         self.calloc += if large { HPAGE_PMD_NR } else { 1 };
-        Some(page)
+        Some(link)
     }
 
     /// Breaks one free PMD block into order-0 free pages, so that an order-0
@@ -137,11 +172,13 @@ impl FreeLists {
     /// chose; a coherent device, which has a single fixed chunk, then fails
     /// every allocation of the other kind.)
     fn split_block(&mut self) {
-        let Some(head) = self.free_folios else {
+        let Some(link) = self.free_folios else {
             return;
         };
-        // SAFETY: Free pages are ours; their `zone_device_data` links the list.
-        self.free_folios = unsafe { PageRef::from_raw(head.zone_device_data().cast()) };
+        // SAFETY: By the type invariants `link` is a free block head of a registered chunk.
+        let head = unsafe { free_page(link) };
+        // SAFETY: As above.
+        self.free_folios = unsafe { next_link(head) };
         for k in (0..HPAGE_PMD_NR).rev() {
             // SAFETY: A free block is a whole, PMD-aligned range of one chunk (see
             // `allocate_chunk` and `folio_free`), so `head + k` is a page of that chunk.
@@ -150,7 +187,7 @@ impl FreeLists {
         }
     }
 
-    fn push(&mut self, page: PageRef, large: bool) {
+    fn push(&mut self, page: PageRef<'_>, large: bool) {
         let head = if large {
             &mut self.free_folios
         } else {
@@ -159,7 +196,8 @@ impl FreeLists {
         let next = head.map_or(core::ptr::null_mut(), |p| p.as_ptr().cast::<c_void>());
         // SAFETY: A free device page is owned by the driver; the field links the list.
         unsafe { page.set_zone_device_data(next) };
-        *head = Some(page);
+        // INVARIANT: `page` is a free page of a registered chunk (the callers' pages).
+        *head = Some(page.as_non_null());
     }
 
     /// Drops every page of `chunk` from both lists.
@@ -170,15 +208,17 @@ impl FreeLists {
             } else {
                 self.free_pages.take()
             };
-            let mut keep: Option<PageRef> = None;
-            while let Some(page) = list {
-                // SAFETY: Free pages are ours; the field links the list.
-                list = unsafe { PageRef::from_raw(page.zone_device_data().cast()) };
+            let mut keep: Option<FreeLink> = None;
+            while let Some(link) = list {
+                // SAFETY: By the type invariants `link` is a free page of a registered chunk.
+                let page = unsafe { free_page(link) };
+                // SAFETY: As above.
+                list = unsafe { next_link(page) };
                 if !chunk.is(page.pgmap()) {
                     let next = keep.map_or(core::ptr::null_mut(), |p| p.as_ptr().cast::<c_void>());
-                    // SAFETY: As above.
+                    // SAFETY: As above; the field links the list.
                     unsafe { page.set_zone_device_data(next) };
-                    keep = Some(page);
+                    keep = Some(link);
                 }
             }
             if large {
@@ -243,7 +283,7 @@ impl DmirrorDevice {
     /// A coherent device has exactly one chunk, its SPM range: once mapped,
     /// it is never mapped again (`ENOMEM`), unlike the C driver, which retries
     /// `memremap_pages()` on the same range.
-    pub(crate) fn allocate_chunk(&self, want: Option<bool>) -> Result<Option<PageRef>> {
+    pub(crate) fn allocate_chunk(&self, want: Option<bool>) -> Result<Option<FreeLink>> {
         let kind = match self.mtype {
             MemoryType::Private => ChunkKind::Private {
                 size: DEVMEM_CHUNK_SIZE,
@@ -326,10 +366,14 @@ impl DmirrorDevice {
             None
         };
         let popped = self.free.lock().pop(is_large);
-        let dpage = match popped {
+        let link = match popped {
             Some(p) => p,
             None => self.allocate_chunk(Some(is_large)).ok().flatten()?,
         };
+        // SAFETY: `link` was just taken off a free list of a registered chunk of this device,
+        // which stays registered while the device is borrowed (chunks are removed by
+        // `remove_chunks`, after their pages were evicted and freed).
+        let dpage = unsafe { free_page(link) };
         // The backing folio goes in before the page gets its first reference. From then
         // on, the eviction of a concurrent close (`migrate_device_range()`, which takes
         // any page with a non-zero refcount and trylocks it) can lock the page before
@@ -339,7 +383,7 @@ impl DmirrorDevice {
         // in `copy_page()`; lib/test_hmm.c sets it afterwards). With this order such an
         // eviction "migrates" a page that nothing maps: it copies the backing folio to a
         // system page that its finalize frees, and our `lock_page()` waits until it is done.
-        let data = rpage.map_or(core::ptr::null_mut(), |r| r.into_raw().as_ptr().cast());
+        let data = rpage.map_or(core::ptr::null_mut(), |r| r.into_raw().cast());
         // SAFETY: `dpage` is off the free list with refcount 0, so nobody else uses it; the
         // backing folio now belongs to it. `zone_device_folio_init` leaves the field of
         // the head page alone.
@@ -429,10 +473,10 @@ fn evict_chunk(chunk: &Chunk) {
             pr_warn!("no memory to evict an order-{} folio\n", order);
             continue;
         };
-        let dfolio = dpage.page().folio();
         let locked = dpage.lock();
-        // SAFETY: `dfolio` is our new locked folio; `spage`'s folio is kept alive by the
-        // migration (src entries are locked and referenced).
+        let dfolio = locked.page().folio();
+        // SAFETY: TODO[PAGECOPY]. `dfolio` is our new locked folio; `spage`'s folio is kept
+        // alive by the migration (src entries are locked and referenced).
         unsafe { bindings::folio_copy(dfolio.as_ptr(), spage.folio().as_ptr()) };
         let mut d = locked.into_migrate_pfn();
         if s & mpfn::WRITE != 0 {

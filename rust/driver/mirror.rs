@@ -23,7 +23,7 @@ use crate::{
         bindings,
         exclusive::{self, ExclusivePage},
         folio::{mpfn, LockedPage, NewPage, PageRef},
-        hmm::{self, HmmPfn, HmmRange},
+        hmm::{self, HmmPfn, HmmRange, Validated},
         memremap::DeviceFault,
         migrate::{Collected, Migrated, PfnArrays, VmaMigrateArgs},
         mmap::MmapRead,
@@ -38,7 +38,7 @@ use kernel::{
     page::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
     pr_warn_once,
     prelude::*,
-    sync::{aref::ARef, Arc, Mutex, MutexGuard},
+    sync::{aref::ARef, Arc, Mutex},
     task::Task,
     time::{delay::fsleep, Delta, Instant, Monotonic},
     uaccess::{UserPtr, UserSlice},
@@ -100,9 +100,6 @@ impl MirrorState {
         })
     }
 }
-
-/// The mirror mutex held.
-type StateGuard<'a> = MutexGuard<'a, MirrorState>;
 
 // SAFETY: `device` points to a device that outlives every mirror: an open file keeps the
 // module loaded, and a mirror that outlives its file is only referenced by device pages
@@ -335,9 +332,9 @@ impl Mirror {
     }
 
     /// `dmirror_do_fault()`: stores the faulted pages in the table.
-    fn do_fault(&self, g: &MirrorState, range: &HmmRange<'_>) -> Result {
+    fn do_fault(&self, g: &Validated<'_, MirrorState>, range: &HmmRange<'_>) -> Result {
         let first = range.start() >> PAGE_SHIFT;
-        for (i, p) in range.pfns().enumerate() {
+        for (i, p) in range.pfns(g)?.enumerate() {
             if p.is_error() || !p.is_valid() {
                 pr_warn_once!("hmm_range_fault returned an invalid entry\n");
             }
@@ -362,7 +359,9 @@ impl Mirror {
             } else {
                 Tag::Read
             };
-            g.table.store(first + i, page, tag)?;
+            // SAFETY: TODO[XATAG]. The walk was validated under the mutex (`g`): the page stays
+            // mapped until an invalidation, which erases the entry under the mutex first.
+            unsafe { g.table.store(first + i, page, tag) }?;
         }
         Ok(())
     }
@@ -430,7 +429,7 @@ impl Mirror {
     }
 
     /// The backing page of a device page the mirror maps, for the table.
-    fn map_entry(page: PageRef) -> Option<PageRef> {
+    fn map_entry(page: PageRef<'_>) -> Option<PageRef<'_>> {
         devmem::backing_page(page)
     }
 
@@ -438,107 +437,116 @@ impl Mirror {
     /// page, each pointing to this mirror with a reference ([`owner`]).
     fn migrate_alloc_and_copy(this: &Arc<Self>, c: &mut Collected<'_>) {
         let (src, dst) = c.arrays();
-        let n = src.len();
         let mut i = 0;
-        while i < n {
-            let s = src[i];
-            let is_large = s & mpfn::COMPOUND != 0;
-            let write = s & mpfn::WRITE;
-            if s & mpfn::MIGRATE == 0 {
-                i += 1;
-                continue;
-            }
-            // SAFETY: `s` is a src entry; the migration keeps its page locked and referenced.
-            let spage = unsafe { PageRef::from_migrate_pfn(s) };
-            if let Some(sp) = spage {
-                if sp.is_zone_device() {
-                    pr_warn_once!("page already in device spage pfn: 0x{:x}\n", sp.pfn());
-                    i += 1;
-                    continue;
-                }
-            }
-            let dpage = if this.take_fail_alloc() {
-                None
-            } else {
-                this.device().alloc_page(is_large)
-            };
+        while i < src.len() {
+            i += Self::migrate_entry(this, src, dst, i);
+        }
+    }
 
-            let Some(dpage) = dpage else {
-                if !is_large {
-                    i += 1;
-                    continue;
-                }
-                // Fall back to order-0 device pages for the whole folio.
-                let nr = spage.map_or(HPAGE_PMD_NR, |sp| sp.folio().nr_pages());
-                let spfn = s >> mpfn::SHIFT;
-                let mut k = 0;
-                while k < nr && i < n {
-                    let Some(dp) = this.device().alloc_page(false) else {
-                        pr_warn!("out of device memory\n");
-                        break;
-                    };
-                    let Some(rpage) = devmem::backing_page(dp.page()) else {
-                        break;
-                    };
-                    // SAFETY: The backing page is the owner slot of our new, locked device page.
-                    unsafe { owner::set(rpage, this) };
-                    if spage.is_some() {
-                        // SAFETY: `spfn + k` is a page of the locked source folio.
-                        if let Some(src_page) = unsafe { PageRef::from_pfn(spfn + k) } {
-                            // SAFETY: Both pages are alive (ours, and locked by the migration).
-                            unsafe { rpage.copy_from(src_page) };
-                        }
-                    } else {
-                        // SAFETY: `rpage` is ours.
-                        unsafe { rpage.clear() };
-                    }
-                    dst[i] = dp.into_migrate_pfn() | write;
-                    i += 1;
-                    k += 1;
-                }
-                if k < nr {
-                    i += 1;
-                }
-                continue;
-            };
-
-            let Some(rpage) = devmem::backing_page(dpage.page()) else {
-                i += 1;
-                continue;
-            };
-            // SAFETY: The backing page (the head of the backing folio) is the owner slot of
-            // our new, locked device page; it points back to the mirror, as in the C driver.
-            unsafe { owner::set(rpage, this) };
-            let dfolio = dpage.page().folio();
-            let mut d = dpage.into_migrate_pfn() | write;
-
-            if is_large {
-                d |= mpfn::COMPOUND;
-                if dfolio.is_large() {
-                    dst[i] = d;
-                    for k in 0..dfolio.nr_pages() {
-                        // SAFETY: `k` is below the size of the backing folio.
-                        let dst_page = unsafe { rpage.nth(k) };
-                        match spage {
-                            // SAFETY: `k` is below the size of the locked source folio; both
-                            // pages are alive.
-                            Some(sp) => unsafe { dst_page.copy_from(sp.nth(k)) },
-                            // SAFETY: `dst_page` is ours.
-                            None => unsafe { dst_page.clear() },
-                        }
-                        i += 1;
-                    }
-                    continue;
-                }
+    /// Fills `dst[i..]` for the src entry `i` of a migration to the device;
+    /// returns how many entries that took (the pages of a folio moved whole).
+    fn migrate_entry(this: &Arc<Self>, src: &[usize], dst: &mut [usize], i: usize) -> usize {
+        let s = src[i];
+        if s & mpfn::MIGRATE == 0 {
+            return 1;
+        }
+        let is_large = s & mpfn::COMPOUND != 0;
+        let write = s & mpfn::WRITE;
+        // SAFETY: TODO[MIGENT]. `s` is a src entry; the migration keeps its page locked and
+        // referenced.
+        let spage = unsafe { PageRef::from_migrate_pfn(s) };
+        if let Some(sp) = spage {
+            if sp.is_zone_device() {
+                pr_warn_once!("page already in device spage pfn: 0x{:x}\n", sp.pfn());
+                return 1;
             }
+        }
+        let dpage = if this.take_fail_alloc() {
+            None
+        } else {
+            this.device().alloc_page(is_large)
+        };
+        let Some(dpage) = dpage else {
+            if !is_large {
+                return 1;
+            }
+            return Self::migrate_entry_base_pages(this, s, spage, &mut dst[i..]);
+        };
+        let Some(rpage) = devmem::backing_page(dpage.page()) else {
+            return 1;
+        };
+        // SAFETY: TODO[PGDATA]. The backing page (the head of the backing folio) is the owner
+        // slot of our new, locked device page; it points back to the mirror, as in the C
+        // driver.
+        unsafe { owner::set(rpage, this) };
+        let nr = if is_large && dpage.page().folio().is_large() {
+            dpage.page().folio().nr_pages()
+        } else {
+            1
+        };
+        for k in 0..nr {
+            // SAFETY: TODO[MIGENT]. `k` is below the size of the backing folio, which has the
+            // order of the device folio.
+            let dst_page = unsafe { rpage.nth(k) };
             match spage {
-                // SAFETY: Both pages are alive.
-                Some(sp) => unsafe { rpage.copy_from(sp) },
-                // SAFETY: `rpage` is ours.
-                None => unsafe { rpage.clear() },
+                // SAFETY: TODO[PAGECOPY]. `k` is below the size of the locked source folio
+                // (a compound source has the order of the device folio); both pages are alive.
+                Some(sp) => unsafe { dst_page.copy_from(sp.nth(k)) },
+                // SAFETY: TODO[PAGECOPY]. `dst_page` is ours.
+                None => unsafe { dst_page.clear() },
             }
-            dst[i] = d;
-            i += 1;
+        }
+        let mut d = dpage.into_migrate_pfn() | write;
+        if is_large {
+            d |= mpfn::COMPOUND;
+        }
+        dst[i] = d;
+        nr
+    }
+
+    /// The fallback of [`Mirror::migrate_entry`] when no device folio is left for
+    /// the large src entry `s`: order-0 device pages for each of its pages, into
+    /// `dst` (which starts at that entry). Returns how many entries it took.
+    fn migrate_entry_base_pages(
+        this: &Arc<Self>,
+        s: usize,
+        spage: Option<PageRef<'_>>,
+        dst: &mut [usize],
+    ) -> usize {
+        let nr = spage.map_or(HPAGE_PMD_NR, |sp| sp.folio().nr_pages());
+        let spfn = s >> mpfn::SHIFT;
+        let write = s & mpfn::WRITE;
+        let mut k = 0;
+        while k < nr && k < dst.len() {
+            let Some(dp) = this.device().alloc_page(false) else {
+                pr_warn!("out of device memory\n");
+                break;
+            };
+            let Some(rpage) = devmem::backing_page(dp.page()) else {
+                break;
+            };
+            // SAFETY: TODO[PGDATA]. The backing page is the owner slot of our new, locked
+            // device page.
+            unsafe { owner::set(rpage, this) };
+            if spage.is_some() {
+                // SAFETY: TODO[MIGENT]. `spfn + k` is a page of the locked source folio.
+                if let Some(src_page) = unsafe { PageRef::from_pfn(spfn + k) } {
+                    // SAFETY: TODO[PAGECOPY]. Both pages are alive (ours, and locked by the
+                    // migration).
+                    unsafe { rpage.copy_from(src_page) };
+                }
+            } else {
+                // SAFETY: TODO[PAGECOPY]. `rpage` is ours.
+                unsafe { rpage.clear() };
+            }
+            dst[k] = dp.into_migrate_pfn() | write;
+            k += 1;
+        }
+        // A page that got no device page is left behind (and the entry after it).
+        if k < nr {
+            k + 1
+        } else {
+            k
         }
     }
 
@@ -606,7 +614,10 @@ impl Mirror {
                 // SAFETY: The backing folio of a device page has its order (a compound
                 // dst is the head of its folio), so the `k`th page is in it.
                 let page = unsafe { rpage.nth(k) };
-                g.table.store(first + i + k, page, tag)?;
+                // SAFETY: TODO[XATAG]. The mutex is held and the caller checked that no other
+                // invalidation came since the setup: the page stays until a later one erases
+                // the entry under the mutex (see `map_moved`'s doc).
+                unsafe { g.table.store(first + i + k, page, tag) }?;
             }
             i += nr;
         }
@@ -615,9 +626,9 @@ impl Mirror {
 
     /// Stores this device's pages that a validated `hmm_range_fault()` without
     /// faults reports, and leaves every other entry of the window alone.
-    fn store_own_pages(&self, g: &MirrorState, range: &HmmRange<'_>) -> Result {
+    fn store_own_pages(&self, g: &Validated<'_, MirrorState>, range: &HmmRange<'_>) -> Result {
         let first = range.start() >> PAGE_SHIFT;
-        for (i, p) in range.pfns().enumerate() {
+        for (i, p) in range.pfns(g)?.enumerate() {
             let Some(page) = p.page_at((first + i) << PAGE_SHIFT) else {
                 continue;
             };
@@ -635,7 +646,8 @@ impl Mirror {
                 continue;
             };
             let tag = if p.is_write() { Tag::Write } else { Tag::Read };
-            g.table.store(first + i, rpage, tag)?;
+            // SAFETY: TODO[XATAG]. As in `do_fault`: validated under the mutex.
+            unsafe { g.table.store(first + i, rpage, tag) }?;
         }
         Ok(())
     }
@@ -649,7 +661,7 @@ impl Mirror {
     fn for_each_moving<E>(
         src: &[usize],
         warn: bool,
-        mut f: impl FnMut(usize, PageRef, u32, usize) -> core::result::Result<(), E>,
+        mut f: impl FnMut(usize, PageRef<'_>, u32, usize) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
         let n = src.len();
         let mut i = 0;
@@ -969,7 +981,7 @@ impl DmirrorFile {
         range: &mut HmmRange<'_>,
         stores: bool,
         mut fault: impl FnMut(&mut HmmRange<'_>) -> Result,
-    ) -> Result<StateGuard<'m>> {
+    ) -> Result<Validated<'m, MirrorState>> {
         let t0 = Instant::<Monotonic>::now();
         loop {
             if Self::deadline_passed(&t0) {
@@ -982,9 +994,10 @@ impl DmirrorFile {
                 Err(e) => return Err(e),
                 Ok(()) => {}
             }
-            let g = m.state.lock();
-            if !range.read_retry() && (!stores || m.validated(&g, moved)) {
-                return Ok(g);
+            if let Some(g) = range.validate(&m.state)? {
+                if !stores || m.validated(&g, moved) {
+                    return Ok(g);
+                }
             }
         }
     }
@@ -1002,8 +1015,10 @@ impl DmirrorFile {
         loop {
             let moved = m.moved.load(Ordering::Acquire);
             range.fault_unlocked_timeout(timeout)?;
-            let g = m.state.lock();
-            if range.read_retry() || !m.validated(&g, moved) {
+            let Some(g) = range.validate(&m.state)? else {
+                continue;
+            };
+            if !m.validated(&g, moved) {
                 continue;
             }
             return m.do_fault(&g, range);
@@ -1202,7 +1217,7 @@ impl DmirrorFile {
     }
 
     /// `dmirror_mkentry()`.
-    fn mkentry(m: &Mirror, p: HmmPfn) -> u8 {
+    fn mkentry(m: &Mirror, p: HmmPfn<'_>) -> u8 {
         let kind = p.page().map(|page| {
             // Most entries are system pages: one check rules out both device kinds.
             if !page.is_zone_device() {
@@ -1251,7 +1266,7 @@ impl DmirrorFile {
         let mut range = HmmRange::new(&*notifier, 0, m.owner());
         range.set_window(start, end);
         let g = Self::fault_validated(m, &mut range, false, |r| r.fault(&MmapRead::lock(mm)))?;
-        for (slot, p) in perm.iter_mut().zip(range.pfns()) {
+        for (slot, p) in perm.iter_mut().zip(range.pfns(&g)?) {
             *slot = Self::mkentry(m, p);
         }
         drop(g);
@@ -1340,8 +1355,10 @@ impl DmirrorFile {
                 drop(excl);
                 continue;
             }
-            g.table
-                .store(addr >> PAGE_SHIFT, excl.page(), Tag::Atomic)?;
+            // SAFETY: TODO[XATAG]. The sequence is unchanged under the mutex since before the
+            // conversion: the device-exclusive entry maps the page until an invalidation,
+            // which erases this entry under the mutex first.
+            unsafe { g.table.store(addr >> PAGE_SHIFT, excl.page(), Tag::Atomic) }?;
             drop(g);
             drop(excl);
             return Ok(());

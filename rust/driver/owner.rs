@@ -31,7 +31,7 @@ use kernel::{ffi::c_void, sync::Arc, types::ForeignOwnable};
 /// `slot` is the owner slot of an allocated device page of this driver that the
 /// caller holds locked (or has just allocated), and its `zone_device_data` is
 /// NULL or was set by this module's functions with the same `T`.
-pub(crate) unsafe fn set<T: Send + Sync + 'static>(slot: PageRef, owner: &Arc<T>) {
+pub(crate) unsafe fn set<T: Send + Sync + 'static>(slot: PageRef<'_>, owner: &Arc<T>) {
     // SAFETY: TODO[PGDATA]. The caller's guarantees are those of `take`.
     drop(unsafe { take::<T>(slot) });
     let ptr = owner.clone().into_foreign();
@@ -47,7 +47,7 @@ pub(crate) unsafe fn set<T: Send + Sync + 'static>(slot: PageRef, owner: &Arc<T>
 /// As for [`set`]; the slot must not be changed concurrently (the page is
 /// locked or referenced by the caller, and only allocation, split and free
 /// change the slot).
-pub(crate) unsafe fn get<T: Send + Sync + 'static>(slot: PageRef) -> Option<Arc<T>> {
+pub(crate) unsafe fn get<T: Send + Sync + 'static>(slot: PageRef<'_>) -> Option<Arc<T>> {
     let ptr = slot.zone_device_data();
     if ptr.is_null() {
         return None;
@@ -64,7 +64,7 @@ pub(crate) unsafe fn get<T: Send + Sync + 'static>(slot: PageRef) -> Option<Arc<
 /// # Safety
 ///
 /// As for [`set`], or the page is being freed (nobody else uses it).
-pub(crate) unsafe fn take<T: Send + Sync + 'static>(slot: PageRef) -> Option<Arc<T>> {
+pub(crate) unsafe fn take<T: Send + Sync + 'static>(slot: PageRef<'_>) -> Option<Arc<T>> {
     let ptr = slot.zone_device_data();
     if ptr.is_null() {
         return None;

@@ -91,12 +91,13 @@ impl MirrorTable {
     }
 
     /// The page at `pfn` and its tag (`xa_load`).
-    pub(crate) fn load(&self, pfn: usize) -> Option<(PageRef, Tag)> {
+    pub(crate) fn load(&self, pfn: usize) -> Option<(PageRef<'_>, Tag)> {
         // SAFETY: By the type invariants `xa` is initialised; `xa_load` takes the RCU lock.
         let entry = unsafe { bindings::xa_load(self.xa.get(), pfn) } as usize;
         let (addr, bits) = Tag::untag(entry);
-        // SAFETY: Non-NULL entries are page pointers stored by `store`; the notifier
-        // removes them before the page can go away.
+        // SAFETY: TODO[XATAG]. Non-NULL entries are page pointers stored by `store`, which
+        // stay memmap pages until erased (its safety contract), and `self` is borrowed from
+        // the mirror mutex under which they are erased.
         let page = unsafe { PageRef::from_raw(addr as *mut bindings::page) }?;
         Some((page, Tag::from_bits(bits)?))
     }
@@ -107,7 +108,17 @@ impl MirrorTable {
     }
 
     /// Maps `pfn` to `page` with `tag` (`xa_store(..., GFP_ATOMIC)`).
-    pub(crate) fn store(&self, pfn: usize, page: PageRef, tag: Tag) -> Result {
+    ///
+    /// # Safety
+    ///
+    /// `page` must stay a memmap page until its entry is erased: the caller
+    /// holds the mirror mutex with the notifier sequence (or the migration
+    /// that holds the page) checked, so that an invalidation that could let
+    /// the page go erases the entry first, under that mutex. ([`load`] hands
+    /// the page out borrowed from the table, that is, from the mutex guard.)
+    ///
+    /// [`load`]: MirrorTable::load
+    pub(crate) unsafe fn store(&self, pfn: usize, page: PageRef<'_>, tag: Tag) -> Result {
         let entry = tag.tag_pointer(page.as_ptr() as usize) as *mut c_void;
         // SAFETY: By the type invariants `xa` is initialised; the entry is a tagged
         // pointer (never an internal entry since tags are 0, 1 or 3).

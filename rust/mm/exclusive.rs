@@ -13,6 +13,7 @@ use crate::mm::{
     folio::{FolioRef, LockedFolio, PageRef},
     mmap::MmapRead,
 };
+use core::ptr::NonNull;
 use kernel::{
     error::{from_err_ptr, to_result},
     ffi::c_void,
@@ -20,9 +21,13 @@ use kernel::{
 };
 
 /// A page made device-exclusive, with its folio held locked.
+///
+/// # Invariants
+///
+/// `page` is a page of the folio that `folio` holds locked and referenced.
 pub(crate) struct ExclusivePage {
     _folio: LockedFolio,
-    page: PageRef,
+    page: NonNull<bindings::page>,
 }
 
 impl ExclusivePage {
@@ -48,17 +53,19 @@ impl ExclusivePage {
         let folio = unsafe { FolioRef::from_raw(folio) }.ok_or(EFAULT)?;
         // SAFETY: We take over the lock and the reference of the folio.
         let folio = unsafe { LockedFolio::from_raw(folio) };
-        // SAFETY: `page` is a page of that folio, alive while we hold it.
-        let page = unsafe { PageRef::from_raw(page) }.ok_or(EFAULT)?;
+        let page = NonNull::new(page).ok_or(EFAULT)?;
+        // INVARIANT: `page` is the page of that folio the address maps.
         Ok(Self {
             _folio: folio,
             page,
         })
     }
 
-    /// The page the address maps.
-    pub(crate) fn page(&self) -> PageRef {
-        self.page
+    /// The page the address maps, borrowed from `self`, which holds its folio.
+    pub(crate) fn page(&self) -> PageRef<'_> {
+        // SAFETY: By the type invariants the page is in the folio we hold referenced
+        // for as long as `self` is borrowed.
+        unsafe { PageRef::from_non_null(self.page) }
     }
 }
 

@@ -36,14 +36,14 @@ pub(crate) enum ChunkKind {
 /// The `dev_pagemap_ops` callbacks, as safe functions on the chunk data.
 pub(crate) trait PagemapOps: Sized + Send + Sync {
     /// `folio_free`: the last reference to a device folio was dropped.
-    fn folio_free(map: &DevPagemap<Self>, folio: FolioRef);
+    fn folio_free(map: &DevPagemap<Self>, folio: FolioRef<'_>);
 
     /// `migrate_to_ram`: a CPU fault on a device-private page.
     fn migrate_to_ram(map: &DevPagemap<Self>, fault: &DeviceFault<'_>) -> bindings::vm_fault_t;
 
     /// `folio_split`: `head` is being split, `tail` is a new tail folio or
     /// `None` at the end.
-    fn folio_split(map: &DevPagemap<Self>, head: FolioRef, tail: Option<FolioRef>);
+    fn folio_split(map: &DevPagemap<Self>, head: FolioRef<'_>, tail: Option<FolioRef<'_>>);
 }
 
 /// A CPU fault on a device-private page (the `struct vm_fault` that
@@ -56,12 +56,12 @@ pub(crate) trait PagemapOps: Sized + Send + Sync {
 /// `vmf->vma` is locked (mmap or per-VMA lock) and `vmf->address` is in it.
 pub(crate) struct DeviceFault<'a> {
     vmf: &'a bindings::vm_fault,
-    page: PageRef,
+    page: PageRef<'a>,
 }
 
-impl DeviceFault<'_> {
-    /// The device page that faulted.
-    pub(crate) fn page(&self) -> PageRef {
+impl<'a> DeviceFault<'a> {
+    /// The device page that faulted, locked and referenced for the callback.
+    pub(crate) fn page(&self) -> PageRef<'a> {
         self.page
     }
 
@@ -218,14 +218,14 @@ impl<T: PagemapOps> DevPagemap<T> {
     ///
     /// `page` must be a ZONE_DEVICE page whose pagemap was registered by a
     /// `DevPagemap<T>` that is still alive for `'a`.
-    pub(crate) unsafe fn from_page<'a>(page: PageRef) -> &'a Self {
+    pub(crate) unsafe fn from_page<'a>(page: PageRef<'_>) -> &'a Self {
         let pgmap = page.pgmap();
         // SAFETY: The caller guarantees `pgmap` is the `pgmap` field of a live `Self`.
         unsafe { &*kernel::container_of!(Opaque::cast_from(pgmap), Self, pgmap) }
     }
 
     /// Whether `page` belongs to a pagemap of this type (same ops table).
-    pub(crate) fn owns(page: PageRef) -> bool {
+    pub(crate) fn owns(page: PageRef<'_>) -> bool {
         if !page.is_zone_device() {
             return false;
         }
