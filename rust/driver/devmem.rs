@@ -446,7 +446,7 @@ fn evict_chunk(chunk: &Chunk) {
             return;
         }
     };
-    let (src, dst) = m.arrays();
+    let (src, mut dst) = m.arrays();
     for (i, &s) in src.iter().enumerate() {
         // SAFETY: `s` is a src entry of the migration, which keeps its page alive.
         let Some(spage) = (unsafe { PageRef::from_migrate_pfn(s) }) else {
@@ -478,14 +478,7 @@ fn evict_chunk(chunk: &Chunk) {
         // SAFETY: TODO[PAGECOPY]. `dfolio` is our new locked folio; `spage`'s folio is kept
         // alive by the migration (src entries are locked and referenced).
         unsafe { bindings::folio_copy(dfolio.as_ptr(), spage.folio().as_ptr()) };
-        let mut d = locked.into_migrate_pfn();
-        if s & mpfn::WRITE != 0 {
-            d |= mpfn::WRITE;
-        }
-        if order != 0 {
-            d |= mpfn::COMPOUND;
-        }
-        dst[i] = d;
+        dst.set(i, locked, s & mpfn::WRITE != 0, order != 0);
     }
     m.pages();
     // Dropping `m` finalizes the migration.

@@ -25,7 +25,7 @@ use crate::{
         folio::{mpfn, LockedPage, NewPage, PageRef},
         hmm::{self, HmmPfn, HmmRange, Validated},
         memremap::DeviceFault,
-        migrate::{Collected, Migrated, PfnArrays, VmaMigrateArgs},
+        migrate::{Collected, DstSlots, Migrated, PfnArrays, VmaMigrateArgs},
         mmap::MmapRead,
         mmu_notifier::{IntervalNotifier, IntervalOps, Invalidation},
     },
@@ -130,6 +130,20 @@ impl Drop for MigratingGuard<'_> {
             slot.store(core::ptr::null_mut(), Ordering::Release);
         }
     }
+}
+
+/// A device page that a migration back to system memory moves.
+struct Moving<'a> {
+    /// The index of its src entry.
+    i: usize,
+    /// That src entry.
+    s: usize,
+    /// Its backing page (the data).
+    spage: PageRef<'a>,
+    /// Its order (0 unless the entry is compound).
+    order: u32,
+    /// The entries it spans, clipped to the window.
+    nr: usize,
 }
 
 /// A bounce buffer (`struct dmirror_bounce`) for `[addr, addr + size)`.
@@ -436,22 +450,21 @@ impl Mirror {
     /// `dmirror_migrate_alloc_and_copy()`: device pages for every collected system
     /// page, each pointing to this mirror with a reference ([`owner`]).
     fn migrate_alloc_and_copy(this: &Arc<Self>, c: &mut Collected<'_>) {
-        let (src, dst) = c.arrays();
+        let (src, mut dst) = c.arrays();
         let mut i = 0;
         while i < src.len() {
-            i += Self::migrate_entry(this, src, dst, i);
+            i += Self::migrate_entry(this, src, &mut dst, i);
         }
     }
 
     /// Fills `dst[i..]` for the src entry `i` of a migration to the device;
     /// returns how many entries that took (the pages of a folio moved whole).
-    fn migrate_entry(this: &Arc<Self>, src: &[usize], dst: &mut [usize], i: usize) -> usize {
+    fn migrate_entry(this: &Arc<Self>, src: &[usize], dst: &mut DstSlots<'_>, i: usize) -> usize {
         let s = src[i];
         if s & mpfn::MIGRATE == 0 {
             return 1;
         }
         let is_large = s & mpfn::COMPOUND != 0;
-        let write = s & mpfn::WRITE;
         // SAFETY: TODO[MIGENT]. `s` is a src entry; the migration keeps its page locked and
         // referenced.
         let spage = unsafe { PageRef::from_migrate_pfn(s) };
@@ -470,7 +483,7 @@ impl Mirror {
             if !is_large {
                 return 1;
             }
-            return Self::migrate_entry_base_pages(this, s, spage, &mut dst[i..]);
+            return Self::migrate_entry_base_pages(this, s, spage, dst, i);
         };
         let Some(rpage) = devmem::backing_page(dpage.page()) else {
             return 1;
@@ -496,28 +509,25 @@ impl Mirror {
                 None => unsafe { dst_page.clear() },
             }
         }
-        let mut d = dpage.into_migrate_pfn() | write;
-        if is_large {
-            d |= mpfn::COMPOUND;
-        }
-        dst[i] = d;
+        dst.set(i, dpage, s & mpfn::WRITE != 0, is_large);
         nr
     }
 
     /// The fallback of [`Mirror::migrate_entry`] when no device folio is left for
-    /// the large src entry `s`: order-0 device pages for each of its pages, into
-    /// `dst` (which starts at that entry). Returns how many entries it took.
+    /// the large src entry `s` at `i`: order-0 device pages for each of its
+    /// pages. Returns how many entries it took.
     fn migrate_entry_base_pages(
         this: &Arc<Self>,
         s: usize,
         spage: Option<PageRef<'_>>,
-        dst: &mut [usize],
+        dst: &mut DstSlots<'_>,
+        i: usize,
     ) -> usize {
         let nr = spage.map_or(HPAGE_PMD_NR, |sp| sp.folio().nr_pages());
         let spfn = s >> mpfn::SHIFT;
-        let write = s & mpfn::WRITE;
+        let write = s & mpfn::WRITE != 0;
         let mut k = 0;
-        while k < nr && k < dst.len() {
+        while k < nr && i + k < dst.len() {
             let Some(dp) = this.device().alloc_page(false) else {
                 pr_warn!("out of device memory\n");
                 break;
@@ -539,7 +549,7 @@ impl Mirror {
                 // SAFETY: TODO[PAGECOPY]. `rpage` is ours.
                 unsafe { rpage.clear() };
             }
-            dst[k] = dp.into_migrate_pfn() | write;
+            dst.set(i + k, dp, write, false);
             k += 1;
         }
         // A page that got no device page is left behind (and the entry after it).
@@ -652,22 +662,20 @@ impl Mirror {
         Ok(())
     }
 
-    /// The device pages a migration back to system memory collected, for each
-    /// the index of its src entry, its backing page (the data), its order (0
-    /// unless the entry is compound) and how many entries it spans (clipped to
-    /// the window); `f` is called for each in order, and its first error is
-    /// returned. With `warn`, a collected page that is not a device page is
-    /// reported (`WARN_ON` in the C driver; the entry is skipped either way).
+    /// The device pages a migration back to system memory collected, in
+    /// order; `f` is called for each, and its first error is returned. With
+    /// `warn`, a collected page that is not a device page is reported
+    /// (`WARN_ON` in the C driver; the entry is skipped either way).
     fn for_each_moving<E>(
         src: &[usize],
         warn: bool,
-        mut f: impl FnMut(usize, PageRef<'_>, u32, usize) -> core::result::Result<(), E>,
+        mut f: impl FnMut(&Moving<'_>) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
         let n = src.len();
         let mut i = 0;
         while i < n {
             let s = src[i];
-            // SAFETY: `s` is a src entry; the migration keeps its page alive.
+            // SAFETY: TODO[MIGENT]. `s` is a src entry; the migration keeps its page alive.
             let spage = unsafe { PageRef::from_migrate_pfn(s) };
             let Some(spage) = spage.filter(|_| s & mpfn::MIGRATE != 0) else {
                 i += 1;
@@ -690,7 +698,13 @@ impl Mirror {
                 0
             };
             let nr = (1usize << order).min(n - i);
-            f(i, spage, order, nr)?;
+            f(&Moving {
+                i,
+                s,
+                spage,
+                order,
+                nr,
+            })?;
             i += nr;
         }
         Ok(())
@@ -712,86 +726,109 @@ impl Mirror {
     fn devmem_alloc_and_copy(&self, c: &mut Collected<'_>) -> bindings::vm_fault_t {
         let vma = c.vma();
         let start = c.start();
-        let (src, dst) = c.arrays();
-        let alloc = Self::for_each_moving(src, true, |i, _, order, nr| {
-            let s = src[i];
-            let addr = start + (i << PAGE_SHIFT);
-            dst[i] = if order != 0 { mpfn::COMPOUND } else { 0 };
-            if s & mpfn::WRITE != 0 {
-                dst[i] |= mpfn::WRITE;
-            }
-            // FAIL_ALLOC forces the next allocation here to fail, as in the C driver, with
-            // one difference: on a coherent device, which holds no PMD folios in this driver
-            // (see `DmirrorDevice::alloc_page`), only a large allocation consumes it. The
-            // flag exists to test the THP fallback, and a failed order-0 allocation would
-            // fail the whole migration with `ENOMEM` instead.
-            let fail = (order != 0 || self.device().mtype() == MemoryType::Private)
-                && self.take_fail_alloc();
-            let dpage = if fail {
-                dst[i] &= !mpfn::COMPOUND;
-                None
-            } else {
-                // SAFETY: `vma` is the migration's VMA, locked for read; `addr` is in it.
-                unsafe { NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, order, vma, addr) }
-            };
-            if let Some(p) = dpage {
-                dst[i] |= p.lock().into_migrate_pfn();
-                return Ok(());
-            }
-            if order == 0 {
-                return Err(bindings::vm_fault_reason_VM_FAULT_OOM);
-            }
-            // The large allocation failed: order-0 pages for each page of the folio.
-            for k in 0..nr {
-                // SAFETY: As above; `k < nr` pages past `addr` are inside the window.
-                let p = unsafe {
-                    NewPage::vma_alloc(
-                        bindings::GFP_HIGHUSER_MOVABLE,
-                        0,
-                        vma,
-                        addr + (k << PAGE_SHIFT),
-                    )
-                };
-                let p = p.ok_or(bindings::vm_fault_reason_VM_FAULT_OOM)?;
-                // `for_each_moving` clips `nr` to the window, so `i + k` is in `dst`.
-                dst[i + k] = p.lock().into_migrate_pfn();
-            }
-            Ok(())
+        let (src, mut dst) = c.arrays();
+        let alloc = Self::for_each_moving(src, true, |m| {
+            self.alloc_system_dst(vma, start + (m.i << PAGE_SHIFT), m, &mut dst)
         });
         if let Err(ret) = alloc {
             return ret;
         }
-        // Every destination is there: drop the entries of the pages that move.
-        {
-            let g = self.state.lock();
-            self.note_moved(&g);
-            let first = start >> PAGE_SHIFT;
-            let _ = Self::for_each_moving(src, false, |i, _, _, nr| {
-                for k in 0..nr {
-                    g.table.erase(first + i + k);
-                }
-                Ok::<(), ()>(())
-            });
-        }
-        let _ = Self::for_each_moving(src, false, |i, spage, _, nr| {
-            let compound = dst[i] & mpfn::COMPOUND != 0;
-            for k in 0..nr {
-                let e = if compound { dst[i] } else { dst[i + k] };
-                // SAFETY: `e` is a dst entry filled above with a locked page of ours, which
-                // the migration holds until finalize.
-                let Some(dpage) = (unsafe { PageRef::from_migrate_pfn(e) }) else {
-                    continue;
-                };
-                // SAFETY: A compound dst is the head of a folio of the source's order, so
-                // the `k`th page is in it; otherwise `k` is 0 for the page itself.
-                let dst_page = unsafe { dpage.nth(if compound { k } else { 0 }) };
-                // SAFETY: `k` is below the size of the source folio; both pages are alive
-                // (ours, and the migration's locked source).
-                unsafe { dst_page.copy_from(spage.nth(k)) };
-            }
+        self.erase_moving(start, src);
+        let _ = Self::for_each_moving(src, false, |m| {
+            Self::copy_to_system(m, &dst);
             Ok::<(), ()>(())
         });
         0
+    }
+
+    /// Allocates the system destination of the moving device page `m` at
+    /// `addr` of `vma`: a folio of its order, or, if that fails, order-0 pages
+    /// for each of its pages. `Err(VM_FAULT_OOM)` if neither works.
+    fn alloc_system_dst(
+        &self,
+        vma: *mut bindings::vm_area_struct,
+        addr: usize,
+        m: &Moving<'_>,
+        dst: &mut DstSlots<'_>,
+    ) -> core::result::Result<(), bindings::vm_fault_t> {
+        // FAIL_ALLOC forces the next allocation here to fail, as in the C driver, with one
+        // difference: on a coherent device, which holds no PMD folios in this driver (see
+        // `DmirrorDevice::alloc_page`), only a large allocation consumes it. The flag exists
+        // to test the THP fallback, and a failed order-0 allocation would fail the whole
+        // migration with `ENOMEM` instead.
+        let fail = (m.order != 0 || self.device().mtype() == MemoryType::Private)
+            && self.take_fail_alloc();
+        if !fail {
+            // SAFETY: TODO[MIGENT]. `vma` is the migration's VMA, locked for read; `addr` is in
+            // it.
+            let p =
+                unsafe { NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, m.order, vma, addr) };
+            if let Some(p) = p {
+                dst.set(m.i, p.lock(), m.s & mpfn::WRITE != 0, m.order != 0);
+                return Ok(());
+            }
+        }
+        if m.order == 0 {
+            return Err(bindings::vm_fault_reason_VM_FAULT_OOM);
+        }
+        for k in 0..m.nr {
+            // SAFETY: TODO[MIGENT]. As above; `k < nr` pages past `addr` are inside the
+            // window (`for_each_moving` clips `nr` to it).
+            let p = unsafe {
+                NewPage::vma_alloc(
+                    bindings::GFP_HIGHUSER_MOVABLE,
+                    0,
+                    vma,
+                    addr + (k << PAGE_SHIFT),
+                )
+            };
+            let p = p.ok_or(bindings::vm_fault_reason_VM_FAULT_OOM)?;
+            dst.set(m.i + k, p.lock(), false, false);
+        }
+        Ok(())
+    }
+
+    /// Erases, under the mutex, the table entries of the pages a migration back
+    /// to system memory moves (from the src bits alone: no page is looked at).
+    fn erase_moving(&self, start: usize, src: &[usize]) {
+        let g = self.state.lock();
+        self.note_moved(&g);
+        let first = start >> PAGE_SHIFT;
+        let n = src.len();
+        let mut i = 0;
+        while i < n {
+            let s = src[i];
+            if s & mpfn::MIGRATE == 0 || s & mpfn::VALID == 0 {
+                i += 1;
+                continue;
+            }
+            let nr = if s & mpfn::COMPOUND != 0 {
+                HPAGE_PMD_NR.min(n - i)
+            } else {
+                1
+            };
+            for k in 0..nr {
+                g.table.erase(first + i + k);
+            }
+            i += nr;
+        }
+    }
+
+    /// Copies the moving device page `m` (its backing page) to the system
+    /// pages of its destination entries.
+    fn copy_to_system(m: &Moving<'_>, dst: &DstSlots<'_>) {
+        let compound = dst.raw(m.i) & mpfn::COMPOUND != 0;
+        for k in 0..m.nr {
+            let Some(dpage) = dst.page(if compound { m.i } else { m.i + k }) else {
+                continue;
+            };
+            // SAFETY: TODO[MIGENT]. A compound dst is the head of a folio of the source's
+            // order, so the `k`th page is in it; otherwise `k` is 0 for the page itself.
+            let dst_page = unsafe { dpage.nth(if compound { k } else { 0 }) };
+            // SAFETY: TODO[PAGECOPY]. `k` is below the size of the source folio; both pages
+            // are alive (ours, and the migration's locked source).
+            unsafe { dst_page.copy_from(m.spage.nth(k)) };
+        }
     }
 
     /// `dmirror_devmem_fault()`: the `migrate_to_ram` callback of every chunk.

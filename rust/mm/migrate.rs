@@ -12,12 +12,88 @@
 //! [`crate::mm::folio::LockedPage::into_migrate_pfn`]: the driver locks
 //! destination pages; entries carry no lock flag.
 
-use crate::mm::{bindings, folio::LockedPage};
+use crate::mm::{
+    bindings,
+    folio::{mpfn, LockedPage, PageRef},
+};
 use core::marker::PhantomData;
 use kernel::{
     alloc::flags::GFP_KERNEL, error::to_result, ffi::c_void, mm::virt::VmaRef, page::PAGE_SHIFT,
     prelude::*,
 };
+
+/// The destination entries of a migration being filled.
+///
+/// Only owned, locked pages go in ([`DstSlots::set`]), so every valid entry
+/// holds a page lock and a reference that the migration core (or
+/// [`Collected::abandon`]) releases. Before, the driver got the dst array as
+/// `&mut [usize]` and could store any number in it from safe code, which
+/// `abandon()` and finalize would then have taken for a page.
+///
+/// # Invariants
+///
+/// Every entry of `dst` with `MIGRATE_PFN_VALID` set was made by
+/// [`LockedPage::into_migrate_pfn`] (plus `WRITE`/`COMPOUND`) and holds that
+/// page's lock and reference; the others are 0.
+pub(crate) struct DstSlots<'a> {
+    dst: &'a mut [usize],
+}
+
+impl<'a> DstSlots<'a> {
+    /// # Safety
+    ///
+    /// Every entry of `dst` is 0 or satisfies the type invariants, and the
+    /// migration core has not consumed them yet.
+    unsafe fn new(dst: &'a mut [usize]) -> Self {
+        // INVARIANT: Guaranteed by the caller.
+        Self { dst }
+    }
+
+    /// The number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.dst.len()
+    }
+
+    /// Hands `page` to the migration as the destination of entry `i`
+    /// (`migrate_pfn()` plus `MIGRATE_PFN_WRITE` if `write`, plus
+    /// `MIGRATE_PFN_COMPOUND` if `compound`); a page already there is
+    /// unlocked and released. Out of range, `page` is released.
+    #[inline]
+    pub(crate) fn set(&mut self, i: usize, page: LockedPage, write: bool, compound: bool) {
+        let Some(slot) = self.dst.get_mut(i) else {
+            return;
+        };
+        if *slot != 0 {
+            // SAFETY: By the type invariants a non-zero entry holds a page we own.
+            drop(unsafe { LockedPage::from_migrate_pfn(*slot) });
+        }
+        let mut e = page.into_migrate_pfn();
+        if write {
+            e |= mpfn::WRITE;
+        }
+        if compound {
+            e |= mpfn::COMPOUND;
+        }
+        // INVARIANT: `e` was made by `into_migrate_pfn` plus flags, and holds its page.
+        *slot = e;
+    }
+
+    /// The raw entry `i` (0 if out of range), for its flags.
+    #[inline]
+    pub(crate) fn raw(&self, i: usize) -> usize {
+        self.dst.get(i).copied().unwrap_or(0)
+    }
+
+    /// The page of entry `i`, locked and referenced by the migration while
+    /// `self` is borrowed.
+    #[inline]
+    pub(crate) fn page(&self, i: usize) -> Option<PageRef<'_>> {
+        let e = self.raw(i);
+        // SAFETY: By the type invariants a valid entry holds a locked, referenced page, kept
+        // until the migration consumes it, which needs `self` to be gone.
+        unsafe { PageRef::from_migrate_pfn(e) }
+    }
+}
 
 /// The arguments of a VMA migration.
 pub(crate) struct VmaMigrateArgs {
@@ -103,11 +179,13 @@ impl VmaInner {
         unsafe { core::slice::from_raw_parts(self.args.dst.cast::<usize>(), self.n) }
     }
 
-    fn arrays(&mut self) -> (&[usize], &mut [usize]) {
+    fn arrays(&mut self) -> (&[usize], DstSlots<'_>) {
         // SAFETY: As in `src`; `args.dst` is the other half of the arrays, disjoint from
         // `args.src`, and `&mut self` makes the borrow exclusive.
         let dst = unsafe { core::slice::from_raw_parts_mut(self.args.dst.cast::<usize>(), self.n) };
-        (self.src(), dst)
+        // SAFETY: The dst array was zeroed before setup and is only written through
+        // `DstSlots`; `migrate_vma_pages` has not run (only a `Collected` calls this).
+        (self.src(), unsafe { DstSlots::new(dst) })
     }
 }
 
@@ -174,10 +252,11 @@ impl<'a> Collected<'a> {
     }
 
     /// The src entries and the dst entries to fill.
-    pub(crate) fn arrays(&mut self) -> (&[usize], &mut [usize]) {
+    pub(crate) fn arrays(&mut self) -> (&[usize], DstSlots<'_>) {
         match self.inner.as_mut() {
             Some(i) => i.arrays(),
-            None => (&[], &mut []),
+            // SAFETY: An empty array has no entries.
+            None => (&[], unsafe { DstSlots::new(&mut []) }),
         }
     }
 
@@ -204,9 +283,9 @@ impl<'a> Collected<'a> {
     /// `migration_entry_wait()`, a hung task and bad rss counters.)
     pub(crate) fn abandon(mut self) {
         let (_, dst) = self.arrays();
-        for e in dst.iter_mut() {
-            // SAFETY: The driver fills dst entries only with `LockedPage::into_migrate_pfn`
-            // (plus flags), and the migration core has not seen them (no `pages()` ran).
+        for e in dst.dst.iter_mut() {
+            // SAFETY: By the invariants of `DstSlots`, a valid entry holds a locked page we
+            // own, which the migration core has not seen (no `pages()` ran).
             drop(unsafe { LockedPage::from_migrate_pfn(*e) });
             *e = 0;
         }
@@ -295,9 +374,16 @@ impl DeviceMigration {
         })
     }
 
-    /// The src entries and the dst entries to fill.
-    pub(crate) fn arrays(&mut self) -> (&[usize], &mut [usize]) {
-        (&self.src[..], &mut self.dst[..])
+    /// The src entries and the dst entries to fill (empty once
+    /// [`DeviceMigration::pages`] ran).
+    pub(crate) fn arrays(&mut self) -> (&[usize], DstSlots<'_>) {
+        if self.pages_done {
+            // SAFETY: An empty array has no entries.
+            return (&[], unsafe { DstSlots::new(&mut []) });
+        }
+        // SAFETY: `dst` was zeroed and is only written through `DstSlots`; the migration
+        // core has not seen it (`migrate_device_pages` has not run).
+        (&self.src[..], unsafe { DstSlots::new(&mut self.dst[..]) })
     }
 
     /// `migrate_device_pages()`; only the first call has an effect.
