@@ -447,14 +447,10 @@ fn evict_chunk(chunk: &Chunk) {
         }
     };
     let (src, mut dst) = m.arrays();
-    for (i, &s) in src.iter().enumerate() {
-        // SAFETY: `s` is a src entry of the migration, which keeps its page alive.
-        let Some(spage) = (unsafe { PageRef::from_migrate_pfn(s) }) else {
+    for (i, &s) in src.raw().iter().enumerate() {
+        let Some(spage) = src.page(i) else {
             continue;
         };
-        if s & mpfn::MIGRATE == 0 {
-            continue;
-        }
         if !spage.is_device_private() && !spage.is_device_coherent() {
             pr_warn!("evicting a page that is not a device page\n");
             continue;

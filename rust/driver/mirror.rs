@@ -25,7 +25,7 @@ use crate::{
         folio::{mpfn, LockedPage, NewPage, PageRef},
         hmm::{self, HmmPfn, HmmRange, Validated},
         memremap::DeviceFault,
-        migrate::{Collected, DstSlots, Migrated, PfnArrays, VmaMigrateArgs},
+        migrate::{Collected, DstSlots, Migrated, PfnArrays, SrcEntries, VmaMigrateArgs},
         mmap::MmapRead,
         mmu_notifier::{IntervalNotifier, IntervalOps, Invalidation},
     },
@@ -459,15 +459,18 @@ impl Mirror {
 
     /// Fills `dst[i..]` for the src entry `i` of a migration to the device;
     /// returns how many entries that took (the pages of a folio moved whole).
-    fn migrate_entry(this: &Arc<Self>, src: &[usize], dst: &mut DstSlots<'_>, i: usize) -> usize {
-        let s = src[i];
+    fn migrate_entry(
+        this: &Arc<Self>,
+        src: SrcEntries<'_>,
+        dst: &mut DstSlots<'_>,
+        i: usize,
+    ) -> usize {
+        let s = src.raw()[i];
         if s & mpfn::MIGRATE == 0 {
             return 1;
         }
         let is_large = s & mpfn::COMPOUND != 0;
-        // SAFETY: TODO[MIGENT]. `s` is a src entry; the migration keeps its page locked and
-        // referenced.
-        let spage = unsafe { PageRef::from_migrate_pfn(s) };
+        let spage = src.page(i);
         if let Some(sp) = spage {
             if sp.is_zone_device() {
                 pr_warn_once!("page already in device spage pfn: 0x{:x}\n", sp.pfn());
@@ -599,10 +602,7 @@ impl Mirror {
         let mut i = 0;
         while i < src.len() {
             let (s, d) = (src[i], dst[i]);
-            // SAFETY: `d` is a dst entry of the migration, which holds its page locked and
-            // referenced until finalize.
-            let dpage = unsafe { PageRef::from_migrate_pfn(d) };
-            let Some(dpage) = dpage.filter(|_| s & mpfn::MIGRATE != 0) else {
+            let Some(dpage) = m.dst_page(i).filter(|_| s & mpfn::MIGRATE != 0) else {
                 i += 1;
                 continue;
             };
@@ -667,17 +667,15 @@ impl Mirror {
     /// `warn`, a collected page that is not a device page is reported
     /// (`WARN_ON` in the C driver; the entry is skipped either way).
     fn for_each_moving<E>(
-        src: &[usize],
+        src: SrcEntries<'_>,
         warn: bool,
         mut f: impl FnMut(&Moving<'_>) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
         let n = src.len();
         let mut i = 0;
         while i < n {
-            let s = src[i];
-            // SAFETY: TODO[MIGENT]. `s` is a src entry; the migration keeps its page alive.
-            let spage = unsafe { PageRef::from_migrate_pfn(s) };
-            let Some(spage) = spage.filter(|_| s & mpfn::MIGRATE != 0) else {
+            let s = src.raw()[i];
+            let Some(spage) = src.page(i) else {
                 i += 1;
                 continue;
             };
@@ -733,7 +731,7 @@ impl Mirror {
         if let Err(ret) = alloc {
             return ret;
         }
-        self.erase_moving(start, src);
+        self.erase_moving(start, src.raw());
         let _ = Self::for_each_moving(src, false, |m| {
             Self::copy_to_system(m, &dst);
             Ok::<(), ()>(())

@@ -22,6 +22,51 @@ use kernel::{
     prelude::*,
 };
 
+/// The source entries of a migration being filled, whose selected pages
+/// the migration holds locked and referenced for `'a`.
+///
+/// The driver reads the bits of an entry ([`SrcEntries::raw`], decoded with
+/// [`mpfn`]) and gets the page of a selected entry with
+/// [`SrcEntries::page`], without an `unsafe` decoding of its own.
+///
+/// # Invariants
+///
+/// `src` is the src array of a migration after its setup and before its
+/// `*_pages()` step: every entry with `MIGRATE_PFN_MIGRATE` and
+/// `MIGRATE_PFN_VALID` encodes a page the migration holds locked and
+/// referenced for `'a`.
+#[derive(Clone, Copy)]
+pub(crate) struct SrcEntries<'a> {
+    src: &'a [usize],
+}
+
+impl<'a> SrcEntries<'a> {
+    /// The number of entries.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.src.len()
+    }
+
+    /// The raw entries, for their bits.
+    #[inline]
+    pub(crate) fn raw(&self) -> &'a [usize] {
+        self.src
+    }
+
+    /// The page of entry `i` if the entry is selected for migration (VALID and
+    /// MIGRATE), borrowed for as long as the migration holds it.
+    #[inline]
+    pub(crate) fn page(&self, i: usize) -> Option<PageRef<'a>> {
+        let s = self.src.get(i).copied().unwrap_or(0);
+        if s & mpfn::MIGRATE == 0 {
+            return None;
+        }
+        // SAFETY: By the type invariants a selected valid entry encodes a page that is
+        // locked and referenced for `'a`; `from_migrate_pfn` returns `None` without VALID.
+        unsafe { PageRef::from_migrate_pfn(s) }
+    }
+}
+
 /// The destination entries of a migration being filled.
 ///
 /// Only owned, locked pages go in ([`DstSlots::set`]), so every valid entry
@@ -179,13 +224,17 @@ impl VmaInner {
         unsafe { core::slice::from_raw_parts(self.args.dst.cast::<usize>(), self.n) }
     }
 
-    fn arrays(&mut self) -> (&[usize], DstSlots<'_>) {
+    fn arrays(&mut self) -> (SrcEntries<'_>, DstSlots<'_>) {
         // SAFETY: As in `src`; `args.dst` is the other half of the arrays, disjoint from
         // `args.src`, and `&mut self` makes the borrow exclusive.
         let dst = unsafe { core::slice::from_raw_parts_mut(self.args.dst.cast::<usize>(), self.n) };
+        // INVARIANT: Setup ran and `migrate_vma_pages` has not (only a `Collected` calls
+        // this), so the selected src pages are locked and referenced while `self` is
+        // borrowed.
+        let src = SrcEntries { src: self.src() };
         // SAFETY: The dst array was zeroed before setup and is only written through
-        // `DstSlots`; `migrate_vma_pages` has not run (only a `Collected` calls this).
-        (self.src(), unsafe { DstSlots::new(dst) })
+        // `DstSlots`; `migrate_vma_pages` has not run.
+        (src, unsafe { DstSlots::new(dst) })
     }
 }
 
@@ -252,11 +301,11 @@ impl<'a> Collected<'a> {
     }
 
     /// The src entries and the dst entries to fill.
-    pub(crate) fn arrays(&mut self) -> (&[usize], DstSlots<'_>) {
+    pub(crate) fn arrays(&mut self) -> (SrcEntries<'_>, DstSlots<'_>) {
         match self.inner.as_mut() {
             Some(i) => i.arrays(),
             // SAFETY: An empty array has no entries.
-            None => (&[], unsafe { DstSlots::new(&mut []) }),
+            None => (SrcEntries { src: &[] }, unsafe { DstSlots::new(&mut []) }),
         }
     }
 
@@ -322,6 +371,15 @@ impl Migrated<'_> {
         self.inner.as_ref().map_or(&[], |i| i.dst())
     }
 
+    /// The new page of dst entry `i` (`None` without one), borrowed from the
+    /// migration, which holds it locked and referenced until finalize.
+    pub(crate) fn dst_page(&self, i: usize) -> Option<PageRef<'_>> {
+        let d = self.dst().get(i).copied().unwrap_or(0);
+        // SAFETY: A valid dst entry was made by `DstSlots::set` from a `LockedPage`, whose
+        // lock and reference the migration holds until finalize, which needs `self`.
+        unsafe { PageRef::from_migrate_pfn(d) }
+    }
+
     /// The start address.
     pub(crate) fn start(&self) -> usize {
         self.inner.as_ref().map_or(0, |i| i.args.start)
@@ -376,14 +434,17 @@ impl DeviceMigration {
 
     /// The src entries and the dst entries to fill (empty once
     /// [`DeviceMigration::pages`] ran).
-    pub(crate) fn arrays(&mut self) -> (&[usize], DstSlots<'_>) {
+    pub(crate) fn arrays(&mut self) -> (SrcEntries<'_>, DstSlots<'_>) {
         if self.pages_done {
             // SAFETY: An empty array has no entries.
-            return (&[], unsafe { DstSlots::new(&mut []) });
+            return (SrcEntries { src: &[] }, unsafe { DstSlots::new(&mut []) });
         }
+        // INVARIANT: `migrate_device_range` ran and `migrate_device_pages` has not: the
+        // selected pages are locked and referenced until finalize, after `self`.
+        let src = SrcEntries { src: &self.src[..] };
         // SAFETY: `dst` was zeroed and is only written through `DstSlots`; the migration
         // core has not seen it (`migrate_device_pages` has not run).
-        (&self.src[..], unsafe { DstSlots::new(&mut self.dst[..]) })
+        (src, unsafe { DstSlots::new(&mut self.dst[..]) })
     }
 
     /// `migrate_device_pages()`; only the first call has an effect.
