@@ -50,14 +50,15 @@ pub(crate) struct ChunkData {
     remove: AtomicBool,
 }
 
-// SAFETY: `device` points to a pinned device that outlives the chunk; it is only read.
+// SAFETY: TODO[DEVREF]. `device` points to a pinned device that outlives the chunk; it is only
+// read.
 unsafe impl Send for ChunkData {}
-// SAFETY: As above; `remove` is atomic.
+// SAFETY: TODO[DEVREF]. As above; `remove` is atomic.
 unsafe impl Sync for ChunkData {}
 
 impl ChunkData {
     fn device(&self) -> &DmirrorDevice {
-        // SAFETY: The device owns its chunks and removes them before it is dropped.
+        // SAFETY: TODO[DEVREF]. The device owns its chunks and removes them before it is dropped.
         unsafe { &*self.device }
     }
 
@@ -86,10 +87,11 @@ pub(crate) fn backing_page(page: PageRef<'_>) -> Option<PageRef<'_>> {
         return Some(page);
     }
     let (folio, k) = page.folio_and_index();
-    // SAFETY: The `zone_device_data` of the head of an allocated private folio of ours is
-    // the head of its backing folio (`DmirrorDevice::alloc_page`, kept by `folio_split`).
+    // SAFETY: TODO[BACKING]. The `zone_device_data` of the head of an allocated private folio of
+    // ours is the head of its backing folio (`DmirrorDevice::alloc_page`, kept by `folio_split`).
     let rhead = unsafe { PageRef::from_raw(folio.zone_device_data().cast()) }?;
-    // SAFETY: The backing folio has the order of `folio`, so the offset is inside it.
+    // SAFETY: TODO[BACKING]. The backing folio has the order of `folio`, so the offset is inside
+    // it.
     Some(unsafe { rhead.nth(k) })
 }
 
@@ -97,11 +99,14 @@ pub(crate) fn backing_page(page: PageRef<'_>) -> Option<PageRef<'_>> {
 ///
 /// # Safety
 ///
+/// TODO[PGDATA] (docs/todo.md).
+///
 /// `page` must be a referenced device page of a chunk of this driver.
 pub(crate) unsafe fn page_device<'a>(page: PageRef<'_>) -> &'a DmirrorDevice {
-    // SAFETY: The caller guarantees the page is ours and referenced, so its chunk is alive.
+    // SAFETY: TODO[PGDATA]. The caller guarantees the page is ours and referenced, so its chunk is
+    // alive.
     let chunk: &Chunk = unsafe { Chunk::from_page(page) };
-    // SAFETY: Chunks never outlive their device.
+    // SAFETY: TODO[DEVREF]. Chunks never outlive their device.
     unsafe { &*chunk.data().device }
 }
 
@@ -117,17 +122,21 @@ type FreeLink = NonNull<bindings::page>;
 ///
 /// # Safety
 ///
+/// TODO[PGDATA] (docs/todo.md).
+///
 /// `link` is a page of a registered chunk of this driver that stays registered
 /// for `'a` (a page on a free list: chunks leave the lists before they are
 /// unmapped, see `DmirrorDevice::remove_chunks`).
 unsafe fn free_page<'a>(link: FreeLink) -> PageRef<'a> {
-    // SAFETY: The caller guarantees that `link` is a memmap page for `'a`.
+    // SAFETY: TODO[PGDATA]. The caller guarantees that `link` is a memmap page for `'a`.
     unsafe { PageRef::from_non_null(link) }
 }
 
 /// The link stored in a free page's `zone_device_data`.
 ///
 /// # Safety
+///
+/// TODO[PGDATA] (docs/todo.md).
 ///
 /// `page` is on a free list (its `zone_device_data` is the list link).
 unsafe fn next_link(page: PageRef<'_>) -> Option<FreeLink> {
@@ -159,8 +168,8 @@ impl FreeLists {
             &mut self.free_pages
         };
         let link = (*head)?;
-        // SAFETY: By the type invariants `link` is a free page of a registered chunk, whose
-        // `zone_device_data` links the list.
+        // SAFETY: TODO[PGDATA]. By the type invariants `link` is a free page of a registered chunk,
+        // whose `zone_device_data` links the list.
         *head = unsafe { next_link(free_page(link)) };
         self.calloc += if large { HPAGE_PMD_NR } else { 1 };
         Some(link)
@@ -175,12 +184,13 @@ impl FreeLists {
         let Some(link) = self.free_folios else {
             return;
         };
-        // SAFETY: By the type invariants `link` is a free block head of a registered chunk.
+        // SAFETY: TODO[PGDATA]. By the type invariants `link` is a free block head of a registered
+        // chunk.
         let head = unsafe { free_page(link) };
-        // SAFETY: As above.
+        // SAFETY: TODO[PGDATA]. As above.
         self.free_folios = unsafe { next_link(head) };
         for k in (0..HPAGE_PMD_NR).rev() {
-            // SAFETY: A free block is a whole, PMD-aligned range of one chunk (see
+            // SAFETY: TODO[PGDATA]. A free block is a whole, PMD-aligned range of one chunk (see
             // `allocate_chunk` and `folio_free`), so `head + k` is a page of that chunk.
             let page = unsafe { head.nth(k) };
             self.push(page, false);
@@ -194,7 +204,8 @@ impl FreeLists {
             &mut self.free_pages
         };
         let next = head.map_or(core::ptr::null_mut(), |p| p.as_ptr().cast::<c_void>());
-        // SAFETY: A free device page is owned by the driver; the field links the list.
+        // SAFETY: TODO[PGDATA]. A free device page is owned by the driver; the field links the
+        // list.
         unsafe { page.set_zone_device_data(next) };
         // INVARIANT: `page` is a free page of a registered chunk (the callers' pages).
         *head = Some(page.as_non_null());
@@ -210,13 +221,14 @@ impl FreeLists {
             };
             let mut keep: Option<FreeLink> = None;
             while let Some(link) = list {
-                // SAFETY: By the type invariants `link` is a free page of a registered chunk.
+                // SAFETY: TODO[PGDATA]. By the type invariants `link` is a free page of a
+                // registered chunk.
                 let page = unsafe { free_page(link) };
-                // SAFETY: As above.
+                // SAFETY: TODO[PGDATA]. As above.
                 list = unsafe { next_link(page) };
                 if !chunk.is(page.pgmap()) {
                     let next = keep.map_or(core::ptr::null_mut(), |p| p.as_ptr().cast::<c_void>());
-                    // SAFETY: As above; the field links the list.
+                    // SAFETY: TODO[PGDATA]. As above; the field links the list.
                     unsafe { page.set_zone_device_data(next) };
                     keep = Some(link);
                 }
@@ -230,7 +242,7 @@ impl FreeLists {
     }
 }
 
-// SAFETY: The lists hold memmap pointers, usable from any thread.
+// SAFETY: TODO[PGDATA]. The lists hold memmap pointers, usable from any thread.
 unsafe impl Send for FreeLists {}
 
 struct Chunks {
@@ -328,7 +340,7 @@ impl DmirrorDevice {
         let mut free = self.free.lock();
         let mut pfn = pfn_first;
         while pfn < pfn_last {
-            // SAFETY: `pfn` is in the chunk just mapped.
+            // SAFETY: TODO[PGDATA]. `pfn` is in the chunk just mapped.
             let Some(page) = (unsafe { PageRef::from_pfn(pfn) }) else {
                 break;
             };
@@ -358,8 +370,8 @@ impl DmirrorDevice {
         let order = if is_large { HPAGE_PMD_ORDER } else { 0 };
         let rpage = if self.mtype == MemoryType::Private {
             let r = NewPage::folio_alloc(bindings::GFP_HIGHUSER, order)?;
-            // SAFETY: The backing folio is ours; its head is the owner slot of the new
-            // page, which points to no mirror yet (`owner`).
+            // SAFETY: TODO[PGDATA]. The backing folio is ours; its head is the owner slot of the
+            // new page, which points to no mirror yet (`owner`).
             unsafe { r.page().set_zone_device_data(core::ptr::null_mut()) };
             Some(r)
         } else {
@@ -370,8 +382,8 @@ impl DmirrorDevice {
             Some(p) => p,
             None => self.allocate_chunk(Some(is_large)).ok().flatten()?,
         };
-        // SAFETY: `link` was just taken off a free list of a registered chunk of this device,
-        // which stays registered while the device is borrowed (chunks are removed by
+        // SAFETY: TODO[PGDATA]. `link` was just taken off a free list of a registered chunk of this
+        // device, which stays registered while the device is borrowed (chunks are removed by
         // `remove_chunks`, after their pages were evicted and freed).
         let dpage = unsafe { free_page(link) };
         // The backing folio goes in before the page gets its first reference. From then
@@ -384,20 +396,20 @@ impl DmirrorDevice {
         // eviction "migrates" a page that nothing maps: it copies the backing folio to a
         // system page that its finalize frees, and our `lock_page()` waits until it is done.
         let data = rpage.map_or(core::ptr::null_mut(), |r| r.into_raw().cast());
-        // SAFETY: `dpage` is off the free list with refcount 0, so nobody else uses it; the
-        // backing folio now belongs to it. `zone_device_folio_init` leaves the field of
-        // the head page alone.
+        // SAFETY: TODO[PGDATA]. `dpage` is off the free list with refcount 0, so nobody else uses
+        // it; the backing folio now belongs to it. `zone_device_folio_init` leaves the field of the
+        // head page alone.
         unsafe { dpage.set_zone_device_data(data) };
-        // SAFETY: `dpage` is a free page (refcount 0) of one of our chunks, taken off the
-        // free list (with the whole PMD block when `order` is not 0); it becomes the head
-        // of the new folio even if it was a tail of an earlier, freed one (hence no
-        // `page_folio()`): `zone_device_folio_init` clears every page's stale compound
-        // state and returns the folio locked with one reference. `pgmap()` is the
-        // chunk's either way.
+        // SAFETY: TODO[PGDATA]. `dpage` is a free page (refcount 0) of one of our chunks, taken off
+        // the free list (with the whole PMD block when `order` is not 0); it becomes the head of
+        // the new folio even if it was a tail of an earlier, freed one (hence no `page_folio()`):
+        // `zone_device_folio_init` clears every page's stale compound state and returns the folio
+        // locked with one reference. `pgmap()` is the chunk's either way.
         unsafe {
             bindings::rust_mm_zone_device_folio_init(dpage.as_ptr().cast(), dpage.pgmap(), order)
         };
-        // SAFETY: `zone_device_folio_init` returned the page locked with one reference.
+        // SAFETY: TODO[PGDATA]. `zone_device_folio_init` returned the page locked with one
+        // reference.
         Some(unsafe { LockedPage::from_locked(dpage) })
     }
 
@@ -438,7 +450,7 @@ impl PinnedDrop for DmirrorDevice {
 
 /// Migrates every device page of `chunk` back to system memory.
 fn evict_chunk(chunk: &Chunk) {
-    // SAFETY: The pfns are those of the registered `chunk`.
+    // SAFETY: TODO[EVICT]. The pfns are those of the registered `chunk`.
     let mut m = match unsafe { DeviceMigration::range(chunk.pfn_first(), chunk.npages()) } {
         Ok(m) => m,
         Err(_) => {

@@ -5,10 +5,10 @@
 //! Owns [`Mirror`] (device, the mutex with the data it guards,
 //! [`MirrorState`], which is also the interval notifier's user lock, the
 //! FLAGS word, the marks of the tasks migrating through it and the count of
-//! their erases) and [`DmirrorFile`], the open file: the mirror embedded in its interval notifier over the whole
-//! mm. Everything here is safe driver logic on top of the abstractions, except
-//! the `migrate_to_ram` entry, which recovers the mirror from a backing page.
-//! Lock order: mmap_lock (read), then the mirror mutex.
+//! their erases) and [`DmirrorFile`], the open file: the mirror embedded in its interval notifier
+//! over the whole mm. Everything here is safe driver logic on top of the abstractions, except the
+//! `migrate_to_ram` entry, which recovers the mirror from a backing page. Lock order: mmap_lock
+//! (read), then the mirror mutex.
 
 #![allow(unsafe_code)]
 
@@ -33,7 +33,7 @@ use crate::{
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use kernel::{
     ffi::c_void,
-    mm::{Mm, MmWithUser},
+    mm::{virt::VmaRef, Mm, MmWithUser},
     new_mutex,
     page::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
     pr_warn_once,
@@ -101,12 +101,12 @@ impl MirrorState {
     }
 }
 
-// SAFETY: `device` points to a device that outlives every mirror: an open file keeps the
-// module loaded, and a mirror that outlives its file is only referenced by device pages
-// (`owner`), which the device frees (evicts, then waits for) before it is dropped; everything
-// else is thread-safe.
+// SAFETY: TODO[DEVREF]. `device` points to a device that outlives every mirror: an open file keeps
+// the module loaded, and a mirror that outlives its file is only referenced by device pages
+// (`owner`), which the device frees (evicts, then waits for) before it is dropped; everything else
+// is thread-safe.
 unsafe impl Send for Mirror {}
-// SAFETY: As above.
+// SAFETY: TODO[DEVREF]. As above.
 unsafe impl Sync for Mirror {}
 
 /// How many tasks can migrate through one mirror at the same time and have
@@ -273,7 +273,7 @@ impl Mirror {
 
     /// The device this file was opened on.
     pub(crate) fn device(&self) -> &DmirrorDevice {
-        // SAFETY: See the `Send` impl: the device outlives the mirror.
+        // SAFETY: TODO[DEVREF]. See the `Send` impl: the device outlives the mirror.
         unsafe { &*self.device }
     }
 
@@ -316,8 +316,8 @@ impl Mirror {
         }
         for pfn in (start >> PAGE_SHIFT)..(end >> PAGE_SHIFT) {
             let (page, _) = g.table.load(pfn).ok_or(ENOENT)?;
-            // SAFETY: The mirror mutex is held (`_g`), so the notifier cannot have let the
-            // page go: the entry would have been erased first.
+            // SAFETY: TODO[PAGECOPY]. The mirror mutex is held (`_g`), so the notifier cannot have
+            // let the page go: the entry would have been erased first.
             unsafe { page.append_to(&mut b.buf) }?;
             b.cpages += 1;
         }
@@ -337,7 +337,7 @@ impl Mirror {
                 .get(off..off + PAGE_SIZE)
                 .and_then(|s| s.try_into().ok())
                 .ok_or(EINVAL)?;
-            // SAFETY: As in `do_read`.
+            // SAFETY: TODO[PAGECOPY]. As in `do_read`.
             unsafe { page.write_from(src) };
             off += PAGE_SIZE;
             b.cpages += 1;
@@ -621,8 +621,8 @@ impl Mirror {
                 Tag::Read
             };
             for k in 0..nr {
-                // SAFETY: The backing folio of a device page has its order (a compound
-                // dst is the head of its folio), so the `k`th page is in it.
+                // SAFETY: TODO[BACKING]. The backing folio of a device page has its order (a
+                // compound dst is the head of its folio), so the `k`th page is in it.
                 let page = unsafe { rpage.nth(k) };
                 // SAFETY: TODO[XATAG]. The mutex is held and the caller checked that no other
                 // invalidation came since the setup: the page stays until a later one erases
@@ -645,8 +645,8 @@ impl Mirror {
             if !devmem::is_our_page(page) {
                 continue;
             }
-            // SAFETY: `page` is a device page of ours that the page tables map, and the
-            // validated range and the mirror mutex keep it mapped (its unmapping would
+            // SAFETY: TODO[PGDATA]. `page` is a device page of ours that the page tables map, and
+            // the validated range and the mirror mutex keep it mapped (its unmapping would
             // invalidate under this mutex first).
             let device = unsafe { devmem::page_device(page) };
             if !core::ptr::eq(device, self.device()) {
@@ -744,7 +744,7 @@ impl Mirror {
     /// for each of its pages. `Err(VM_FAULT_OOM)` if neither works.
     fn alloc_system_dst(
         &self,
-        vma: *mut bindings::vm_area_struct,
+        vma: &VmaRef,
         addr: usize,
         m: &Moving<'_>,
         dst: &mut DstSlots<'_>,
@@ -757,10 +757,7 @@ impl Mirror {
         let fail = (m.order != 0 || self.device().mtype() == MemoryType::Private)
             && self.take_fail_alloc();
         if !fail {
-            // SAFETY: TODO[MIGENT]. `vma` is the migration's VMA, locked for read; `addr` is in
-            // it.
-            let p =
-                unsafe { NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, m.order, vma, addr) };
+            let p = NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, m.order, vma, addr);
             if let Some(p) = p {
                 dst.set(m.i, p.lock(), m.s & mpfn::WRITE != 0, m.order != 0);
                 return Ok(());
@@ -770,16 +767,14 @@ impl Mirror {
             return Err(bindings::vm_fault_reason_VM_FAULT_OOM);
         }
         for k in 0..m.nr {
-            // SAFETY: TODO[MIGENT]. As above; `k < nr` pages past `addr` are inside the
-            // window (`for_each_moving` clips `nr` to it).
-            let p = unsafe {
-                NewPage::vma_alloc(
-                    bindings::GFP_HIGHUSER_MOVABLE,
-                    0,
-                    vma,
-                    addr + (k << PAGE_SHIFT),
-                )
-            };
+            // `k < nr` pages past `addr` are inside the window (`for_each_moving` clips `nr`
+            // to it).
+            let p = NewPage::vma_alloc(
+                bindings::GFP_HIGHUSER_MOVABLE,
+                0,
+                vma,
+                addr + (k << PAGE_SHIFT),
+            );
             let p = p.ok_or(bindings::vm_fault_reason_VM_FAULT_OOM)?;
             dst.set(m.i + k, p.lock(), false, false);
         }
@@ -833,12 +828,13 @@ impl Mirror {
     pub(crate) fn devmem_fault(fault: &DeviceFault<'_>) -> bindings::vm_fault_t {
         let page = fault.page();
         let folio = page.folio();
-        // SAFETY: A device-private page of ours has its backing page in `zone_device_data`.
+        // SAFETY: TODO[BACKING]. A device-private page of ours has its backing page in
+        // `zone_device_data`.
         let Some(rpage) = (unsafe { PageRef::from_raw(folio.zone_device_data().cast()) }) else {
             return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
         };
-        // SAFETY: The backing page is the owner slot of the faulting page, which the fault
-        // holds locked and referenced.
+        // SAFETY: TODO[PGDATA]. The backing page is the owner slot of the faulting page, which the
+        // fault holds locked and referenced.
         let Some(mirror) = (unsafe { owner::get::<Mirror>(rpage) }) else {
             return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
         };
@@ -1263,8 +1259,8 @@ impl DmirrorFile {
                 }
             } else if page.is_device_private() || page.is_device_coherent() {
                 let local = devmem::is_our_page(page)
-                    // SAFETY: The page is a device page of our driver, referenced by the
-                    // mapping the snapshot found (checked under the mirror mutex).
+                    // SAFETY: TODO[PGDATA]. The page is a device page of our driver, referenced by
+                    // the mapping the snapshot found (checked under the mirror mutex).
                     && core::ptr::eq(unsafe { devmem::page_device(page) }, m.device());
                 if page.is_device_private() {
                     PageKind::DevicePrivate(local)

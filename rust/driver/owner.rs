@@ -28,6 +28,8 @@ use kernel::{ffi::c_void, sync::Arc, types::ForeignOwnable};
 ///
 /// # Safety
 ///
+/// TODO[PGDATA] (docs/todo.md).
+///
 /// `slot` is the owner slot of an allocated device page of this driver that the
 /// caller holds locked (or has just allocated), and its `zone_device_data` is
 /// NULL or was set by this module's functions with the same `T`.
@@ -43,6 +45,8 @@ pub(crate) unsafe fn set<T: Send + Sync + 'static>(slot: PageRef<'_>, owner: &Ar
 /// The owner the slot `slot` points to, with a new reference.
 ///
 /// # Safety
+///
+/// TODO[PGDATA] (docs/todo.md).
 ///
 /// As for [`set`]; the slot must not be changed concurrently (the page is
 /// locked or referenced by the caller, and only allocation, split and free
@@ -63,6 +67,8 @@ pub(crate) unsafe fn get<T: Send + Sync + 'static>(slot: PageRef<'_>) -> Option<
 ///
 /// # Safety
 ///
+/// TODO[PGDATA] (docs/todo.md).
+///
 /// As for [`set`], or the page is being freed (nobody else uses it).
 pub(crate) unsafe fn take<T: Send + Sync + 'static>(slot: PageRef<'_>) -> Option<Arc<T>> {
     let ptr = slot.zone_device_data();
@@ -80,6 +86,8 @@ pub(crate) unsafe fn take<T: Send + Sync + 'static>(slot: PageRef<'_>) -> Option
 /// being split, see `callbacks`), to be stored in another slot.
 ///
 /// # Safety
+///
+/// TODO[PGDATA] (docs/todo.md).
 ///
 /// `ptr` is NULL or the pointer of a slot (set with the same `T`) that holds
 /// its reference for the duration of the call.

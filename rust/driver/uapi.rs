@@ -30,7 +30,7 @@ pub(crate) struct HmmDmirrorCmd {
 // SAFETY: `HmmDmirrorCmd` is five `u64`, any bit pattern is valid.
 #[allow(unsafe_code)]
 unsafe impl FromBytes for HmmDmirrorCmd {}
-// SAFETY: `HmmDmirrorCmd` is five `u64`, no padding.
+// SAFETY: TODO[DERIVE]. `HmmDmirrorCmd` is five `u64`, no padding.
 #[allow(unsafe_code)]
 unsafe impl AsBytes for HmmDmirrorCmd {}
 

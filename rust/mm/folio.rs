@@ -24,7 +24,7 @@
 
 use crate::mm::bindings;
 use core::{marker::PhantomData, ptr::NonNull};
-use kernel::{ffi::c_void, page::PAGE_SIZE, prelude::*};
+use kernel::{ffi::c_void, mm::virt::VmaRef, page::PAGE_SIZE, prelude::*};
 
 /// A borrowed `struct page`, valid for `'a`.
 ///
@@ -362,23 +362,27 @@ impl NewPage {
         Some(Self { page, order: 0 })
     }
 
-    /// `vma_alloc_folio(gfp, order, vma, addr)` (`alloc_page_vma` for order 0).
+    /// `vma_alloc_folio(gfp, order, vma, addr)` (`alloc_page_vma` for order 0);
+    /// `None` if the allocation fails or `addr` is not in `vma`.
     ///
-    /// # Safety
-    ///
-    /// `vma` must be a valid VMA whose mm is locked for read, containing `addr`.
-    pub(crate) unsafe fn vma_alloc(
+    /// Safe: a `&VmaRef` is only handed out under the VMA's lock. (Formerly an
+    /// `unsafe fn` on a raw `vm_area_struct` pointer.)
+    pub(crate) fn vma_alloc(
         gfp: bindings::gfp_t,
         order: u32,
-        vma: *mut bindings::vm_area_struct,
+        vma: &VmaRef,
         addr: usize,
     ) -> Option<Self> {
+        if addr < vma.start() || addr >= vma.end() {
+            return None;
+        }
+        let vma = vma.as_ptr();
         let page = if order == 0 {
-            // SAFETY: The caller guarantees `vma` and `addr`.
+            // SAFETY: `vma` is locked for read while borrowed and contains `addr`.
             let p = unsafe { bindings::rust_mm_alloc_page_vma(gfp, vma, addr) };
             NonNull::new(p)?
         } else {
-            // SAFETY: The caller guarantees `vma` and `addr`.
+            // SAFETY: As above.
             let f = unsafe { bindings::rust_mm_vma_alloc_folio(gfp, order, vma, addr) };
             // A folio is its head page (see `FolioRef::head`).
             NonNull::new(f)?.cast()

@@ -248,7 +248,7 @@ impl VmaInner {
 /// accessed; the mmap read lock of the VMA is held for `'a`.
 pub(crate) struct Collected<'a> {
     inner: Option<VmaInner>,
-    _vma: PhantomData<&'a VmaRef>,
+    vma: &'a VmaRef,
     _arrays: PhantomData<&'a mut PfnArrays>,
 }
 
@@ -281,7 +281,7 @@ impl<'a> Collected<'a> {
         // INVARIANT: Setup succeeded; `arrays` stays borrowed and untouched for `'a`.
         Ok(Self {
             inner: Some(inner),
-            _vma: PhantomData,
+            vma,
             _arrays: PhantomData,
         })
     }
@@ -295,9 +295,9 @@ impl<'a> Collected<'a> {
         self.inner().map_or(0, |i| i.args.start)
     }
 
-    /// The VMA.
-    pub(crate) fn vma(&self) -> *mut bindings::vm_area_struct {
-        self.inner().map_or(core::ptr::null_mut(), |i| i.args.vma)
+    /// The VMA, locked for read for `'a`.
+    pub(crate) fn vma(&self) -> &'a VmaRef {
+        self.vma
     }
 
     /// The src entries and the dst entries to fill.

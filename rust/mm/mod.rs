@@ -8,16 +8,24 @@
 //! places tagged in `docs/todo.md`). Nothing here names the driver: the
 //! dependency is one-way, `driver` -> `mm` -> `kernel`.
 //!
-//! | module | would-be upstream path | C header |
-//! |---|---|---|
-//! | [`folio`] | `kernel::mm::folio` (with `kernel::page`) | [`include/linux/mm.h`](srctree/include/linux/mm.h) |
-//! | [`memremap`] | `kernel::mm::memremap` | [`include/linux/memremap.h`](srctree/include/linux/memremap.h) |
-//! | [`migrate`] | `kernel::mm::migrate` | [`include/linux/migrate.h`](srctree/include/linux/migrate.h) |
-//! | [`hmm`] | `kernel::mm::hmm` | [`include/linux/hmm.h`](srctree/include/linux/hmm.h) |
-//! | [`exclusive`] | part of `kernel::mm::hmm` | [`include/linux/rmap.h`](srctree/include/linux/rmap.h) |
-//! | [`mmap`] | (`kernel::mm::MmapReadGuard::mm()`) | [`include/linux/mmap_lock.h`](srctree/include/linux/mmap_lock.h) |
-//! | [`mmu_notifier`] | `kernel::mm::mmu_notifier` | [`include/linux/mmu_notifier.h`](srctree/include/linux/mmu_notifier.h) |
-//! | [`bindings`] | `kernel::bindings` + `rust/helpers/mm.c` | generated from `bindings_helper.h` |
+//! The modules, their would-be upstream paths and C headers:
+//! - [`folio`], `kernel::mm::folio` (with `kernel::page`),
+//!   [`include/linux/mm.h`](srctree/include/linux/mm.h);
+//! - [`memremap`], `kernel::mm::memremap`,
+//!   [`include/linux/memremap.h`](srctree/include/linux/memremap.h);
+//! - [`migrate`], `kernel::mm::migrate`,
+//!   [`include/linux/migrate.h`](srctree/include/linux/migrate.h);
+//! - [`hmm`], `kernel::mm::hmm`, [`include/linux/hmm.h`](srctree/include/linux/hmm.h);
+//! - [`exclusive`], part of `kernel::mm::hmm`,
+//!   [`include/linux/rmap.h`](srctree/include/linux/rmap.h);
+//! - [`mmap`], until `kernel::mm::MmapReadGuard` has `mm()`,
+//!   [`include/linux/mmap_lock.h`](srctree/include/linux/mmap_lock.h);
+//! - [`mmu_notifier`], `kernel::mm::mmu_notifier`,
+//!   [`include/linux/mmu_notifier.h`](srctree/include/linux/mmu_notifier.h);
+//! - [`xarray`], tagged non-owning entries for `kernel::xarray`,
+//!   [`include/linux/xarray.h`](srctree/include/linux/xarray.h);
+//! - [`bindings`], `kernel::bindings` and `rust/helpers/mm.c`, generated from
+//!   `bindings_helper.h` and `helpers.h`.
 
 #![allow(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -30,3 +38,4 @@ pub(crate) mod memremap;
 pub(crate) mod migrate;
 pub(crate) mod mmap;
 pub(crate) mod mmu_notifier;
+pub(crate) mod xarray;
