@@ -275,3 +275,29 @@ impl<'a> HmmRange<'a> {
             }))
     }
 }
+
+#[kernel::macros::kunit_tests(hmm_dmirror_rs_mm_hmm)]
+mod tests {
+    use super::*;
+
+    fn entry(raw: usize) -> HmmPfn<'static> {
+        HmmPfn {
+            raw,
+            _lock: PhantomData,
+        }
+    }
+
+    #[test]
+    fn entry_flags() {
+        let e = entry(PFN_VALID | PFN_WRITE | (9 << ORDER_SHIFT) | (0x1234 << PAGE_SHIFT));
+        assert!(e.is_valid());
+        assert!(e.is_write());
+        assert!(!e.is_error());
+        assert_eq!(e.map_order(), 9);
+        let e = entry(PFN_ERROR);
+        assert!(e.is_error());
+        assert!(!e.is_valid());
+        assert!(e.page().is_none());
+        assert_eq!(entry(0).map_order(), 0);
+    }
+}

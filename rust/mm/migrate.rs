@@ -479,3 +479,47 @@ impl Drop for DeviceMigration {
         };
     }
 }
+
+#[kernel::macros::kunit_tests(hmm_dmirror_rs_mm_migrate)]
+mod tests {
+    use super::*;
+    use crate::mm::folio::NewPage;
+
+    #[test]
+    fn mpfn_bits() {
+        // The `MIGRATE_PFN_*` encoding of include/linux/migrate.h.
+        assert_eq!(mpfn::VALID, 1 << 0);
+        assert_eq!(mpfn::MIGRATE, 1 << 1);
+        assert_eq!(mpfn::WRITE, 1 << 3);
+        assert_eq!(mpfn::COMPOUND, 1 << 4);
+        assert_eq!(mpfn::SHIFT, 6);
+    }
+
+    #[test]
+    fn dst_slots_take_locked_pages() {
+        let mut arr = [0usize; 2];
+        // SAFETY: The array is zeroed and no migration core sees it.
+        let mut slots = unsafe { DstSlots::new(&mut arr) };
+        let page = NewPage::alloc_page(bindings::GFP_KERNEL);
+        assert!(page.is_some());
+        let Some(page) = page else { return };
+        let page = page.lock();
+        let pfn = page.page().pfn();
+        slots.set(0, page, true, false);
+        let e = slots.raw(0);
+        assert_eq!(
+            e & (mpfn::VALID | mpfn::WRITE | mpfn::COMPOUND),
+            mpfn::VALID | mpfn::WRITE
+        );
+        assert_eq!(e >> mpfn::SHIFT, pfn);
+        assert_eq!(slots.page(0).map(|p| p.pfn()), Some(pfn));
+        assert!(slots.page(1).is_none());
+        assert_eq!(slots.raw(2), 0);
+        for e in arr.iter_mut() {
+            // SAFETY: A valid entry was made by `DstSlots::set` and holds its page, which no
+            // migration consumed.
+            drop(unsafe { LockedPage::from_migrate_pfn(*e) });
+            *e = 0;
+        }
+    }
+}

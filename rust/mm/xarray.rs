@@ -145,3 +145,44 @@ impl PinnedDrop for PageXArray {
         unsafe { bindings::xa_destroy(self.xa.get()) };
     }
 }
+
+#[kernel::macros::kunit_tests(hmm_dmirror_rs_mm_xarray)]
+mod tests {
+    use super::*;
+    use crate::mm::folio::NewPage;
+
+    #[test]
+    fn ptr_tags() {
+        assert_eq!(PtrTag::new(0), Some(PtrTag::TAG0));
+        assert_eq!(PtrTag::new(1), Some(PtrTag::TAG1));
+        assert_eq!(PtrTag::new(2), None);
+        assert_eq!(PtrTag::new(3), Some(PtrTag::TAG3));
+        assert_eq!(PtrTag::new(4), None);
+    }
+
+    #[test]
+    fn xa_err_decodes_errno() {
+        assert!(xa_err(core::ptr::null_mut()).is_ok());
+        // `xa_mk_internal(-ENOMEM)`, what `xa_store()` returns when it cannot allocate.
+        let enomem = ((ENOMEM.to_errno() as isize as usize) << 2) | 2;
+        assert_eq!(xa_err(enomem as *mut c_void), Err(ENOMEM));
+        // A tagged page pointer is not an error.
+        assert!(xa_err(0x1000_0003usize as *mut c_void).is_ok());
+    }
+
+    #[test]
+    fn store_load_erase() {
+        let page = NewPage::alloc_page(bindings::GFP_KERNEL);
+        assert!(page.is_some());
+        let Some(page) = page else { return };
+        pin_init::stack_pin_init!(let xa = PageXArray::new());
+        // SAFETY: `page` outlives the entry: it is erased below, before `page` drops.
+        let stored = unsafe { xa.store(7, page.page(), PtrTag::TAG3) };
+        assert!(stored.is_ok());
+        let loaded = xa.load(7).map(|(p, t)| (p.pfn(), t));
+        assert_eq!(loaded, Some((page.page().pfn(), PtrTag::TAG3)));
+        assert!(xa.load(6).is_none());
+        xa.erase_range(0, 10);
+        assert!(xa.load(7).is_none());
+    }
+}
