@@ -95,26 +95,6 @@ pub(crate) fn backing_page(page: PageRef<'_>) -> Option<PageRef<'_>> {
     Some(unsafe { rhead.nth(k) })
 }
 
-/// The device a page of one of our chunks belongs to.
-///
-/// # Safety
-///
-/// TODO[PGDATA] (docs/todo.md).
-///
-/// `page` must be a referenced device page of a chunk of this driver.
-pub(crate) unsafe fn page_device<'a>(page: PageRef<'_>) -> &'a DmirrorDevice {
-    // SAFETY: TODO[PGDATA]. The caller guarantees the page is ours and referenced, so its chunk is
-    // alive.
-    let chunk: &Chunk = unsafe { Chunk::from_page(page) };
-    // SAFETY: TODO[DEVREF]. Chunks never outlive their device.
-    unsafe { &*chunk.data().device }
-}
-
-/// Whether `page` is a device page of one of this driver's chunks.
-pub(crate) fn is_our_page(page: PageRef<'_>) -> bool {
-    Chunk::owns(page)
-}
-
 /// A page on a free list.
 type FreeLink = NonNull<bindings::page>;
 
@@ -275,6 +255,11 @@ impl DmirrorDevice {
                 free_folios: None,
             }),
         })
+    }
+
+    /// Whether `page` is a device page of this device.
+    pub(crate) fn owns_page(&self, page: PageRef<'_>) -> bool {
+        Chunk::of_page(page).is_some_and(|chunk| core::ptr::eq(chunk.data().device(), self))
     }
 
     /// The device's memory type.

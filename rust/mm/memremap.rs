@@ -224,6 +224,20 @@ impl<T: PagemapOps> DevPagemap<T> {
         unsafe { &*kernel::container_of!(Opaque::cast_from(pgmap), Self, pgmap) }
     }
 
+    /// The pagemap of `page` if it is one of this type (same ops table),
+    /// borrowed for as long as the page: a ZONE_DEVICE page's memmap lives only
+    /// while its pagemap is registered, and a `DevPagemap` outlives its
+    /// registration (its drop unmaps first).
+    pub(crate) fn of_page<'a>(page: PageRef<'a>) -> Option<&'a Self> {
+        if !Self::owns(page) {
+            return None;
+        }
+        // SAFETY: The page is a ZONE_DEVICE page of a pagemap registered with `Self::OPS`,
+        // which only `DevPagemap<T>::new` registers, embedded in a `Self` that is alive while
+        // the page's memmap is, that is, for `'a` (see above).
+        Some(unsafe { Self::from_page(page) })
+    }
+
     /// Whether `page` belongs to a pagemap of this type (same ops table).
     pub(crate) fn owns(page: PageRef<'_>) -> bool {
         if !page.is_zone_device() {
