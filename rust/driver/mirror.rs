@@ -6,9 +6,11 @@
 //! [`MirrorState`], which is also the interval notifier's user lock, the
 //! FLAGS word, the marks of the tasks migrating through it and the count of
 //! their erases) and [`DmirrorFile`], the open file: the mirror embedded in its interval notifier
-//! over the whole mm. Everything here is safe driver logic on top of the abstractions, except the
-//! `migrate_to_ram` entry, which recovers the mirror from a backing page. Lock order: mmap_lock
-//! (read), then the mirror mutex.
+//! over the whole mm, and the fault and mapping of device pages that several operations share.
+//! Each operation lives in a submodule: [`migrate`] (both migrations and the `migrate_to_ram`
+//! entry, which recovers the mirror from a backing page), [`rw`], [`atomic`], [`snapshot`] and
+//! [`hooks`]. The `unsafe` left here is tagged: the device pointer (`TODO[DEVREF]`) and the
+//! table stores (`TODO[XATAG]`). Lock order: mmap_lock (read), then the mirror mutex.
 
 #![allow(unsafe_code)]
 
