@@ -9,6 +9,8 @@
 //! registrations and the file operations (open, release, mmap, ioctl
 //! dispatch with the common argument checks).
 
+#![deny(unsafe_code)]
+
 use kernel::{
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
@@ -18,22 +20,14 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
-mod bindings;
-mod devmem;
-mod exclusive;
-mod hmm;
-mod migrate;
-mod mirror;
-mod mirror_table;
-mod notifier;
-mod owner;
-mod page;
-mod pagemap;
-mod uapi;
+mod driver;
+mod mm;
 
-use devmem::DmirrorDevice;
-use mirror::DmirrorFile;
-use uapi::{HmmDmirrorCmd, MemoryType};
+use driver::{
+    devmem::DmirrorDevice,
+    mirror::DmirrorFile,
+    uapi::{self, HmmDmirrorCmd, MemoryType},
+};
 
 module! {
     type: DmirrorModule,
@@ -135,9 +129,11 @@ impl MiscDevice for DmirrorFile {
 
     fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Self::Ptr> {
         let misc: *const MiscDeviceRegistration<Self> = misc;
+        // TODO[MISCDATA]: `MiscDeviceRegistration` has no driver data.
         // SAFETY: Every `MiscDeviceRegistration<DmirrorFile>` is the `misc` field of a
         // pinned `DeviceNode` (only `DeviceNode::new` registers one), alive while the
         // registration is.
+        #[allow(unsafe_code)]
         let node = unsafe { &*kernel::container_of!(misc, DeviceNode, misc) };
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;

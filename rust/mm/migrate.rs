@@ -9,15 +9,136 @@
 //! the finalize step, so finalize runs exactly once and never before setup. For VMA migrations
 //! the VMA borrow (from the mmap read guard, or the fault path) keeps the mmap
 //! lock held from setup to finalize. Destination entries are produced by
-//! [`crate::page::LockedPage::into_migrate_pfn`]: the driver locks
+//! [`crate::mm::folio::LockedPage::into_migrate_pfn`]: the driver locks
 //! destination pages; entries carry no lock flag.
 
-use crate::{bindings, page::LockedPage};
+use crate::mm::{
+    bindings,
+    folio::{mpfn, LockedPage, PageRef},
+};
 use core::marker::PhantomData;
 use kernel::{
     alloc::flags::GFP_KERNEL, error::to_result, ffi::c_void, mm::virt::VmaRef, page::PAGE_SHIFT,
     prelude::*,
 };
+
+/// The source entries of a migration being filled, whose selected pages
+/// the migration holds locked and referenced for `'a`.
+///
+/// The driver reads the bits of an entry ([`SrcEntries::raw`], decoded with
+/// [`mpfn`]) and gets the page of a selected entry with
+/// [`SrcEntries::page`], without an `unsafe` decoding of its own.
+///
+/// # Invariants
+///
+/// `src` is the src array of a migration after its setup and before its
+/// `*_pages()` step: every entry with `MIGRATE_PFN_MIGRATE` and
+/// `MIGRATE_PFN_VALID` encodes a page the migration holds locked and
+/// referenced for `'a`.
+#[derive(Clone, Copy)]
+pub(crate) struct SrcEntries<'a> {
+    src: &'a [usize],
+}
+
+impl<'a> SrcEntries<'a> {
+    /// The number of entries.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.src.len()
+    }
+
+    /// The raw entries, for their bits.
+    #[inline]
+    pub(crate) fn raw(&self) -> &'a [usize] {
+        self.src
+    }
+
+    /// The page of entry `i` if the entry is selected for migration (VALID and
+    /// MIGRATE), borrowed for as long as the migration holds it.
+    #[inline]
+    pub(crate) fn page(&self, i: usize) -> Option<PageRef<'a>> {
+        let s = self.src.get(i).copied().unwrap_or(0);
+        if s & mpfn::MIGRATE == 0 {
+            return None;
+        }
+        // SAFETY: By the type invariants a selected valid entry encodes a page that is
+        // locked and referenced for `'a`; `from_migrate_pfn` returns `None` without VALID.
+        unsafe { PageRef::from_migrate_pfn(s) }
+    }
+}
+
+/// The destination entries of a migration being filled.
+///
+/// Only owned, locked pages go in ([`DstSlots::set`]), so every valid entry
+/// holds a page lock and a reference that the migration core (or
+/// [`Collected::abandon`]) releases. Before, the driver got the dst array as
+/// `&mut [usize]` and could store any number in it from safe code, which
+/// `abandon()` and finalize would then have taken for a page.
+///
+/// # Invariants
+///
+/// Every entry of `dst` with `MIGRATE_PFN_VALID` set was made by
+/// [`LockedPage::into_migrate_pfn`] (plus `WRITE`/`COMPOUND`) and holds that
+/// page's lock and reference; the others are 0.
+pub(crate) struct DstSlots<'a> {
+    dst: &'a mut [usize],
+}
+
+impl<'a> DstSlots<'a> {
+    /// # Safety
+    ///
+    /// Every entry of `dst` is 0 or satisfies the type invariants, and the
+    /// migration core has not consumed them yet.
+    unsafe fn new(dst: &'a mut [usize]) -> Self {
+        // INVARIANT: Guaranteed by the caller.
+        Self { dst }
+    }
+
+    /// The number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.dst.len()
+    }
+
+    /// Hands `page` to the migration as the destination of entry `i`
+    /// (`migrate_pfn()` plus `MIGRATE_PFN_WRITE` if `write`, plus
+    /// `MIGRATE_PFN_COMPOUND` if `compound`); a page already there is
+    /// unlocked and released. Out of range, `page` is released.
+    #[inline]
+    pub(crate) fn set(&mut self, i: usize, page: LockedPage, write: bool, compound: bool) {
+        let Some(slot) = self.dst.get_mut(i) else {
+            return;
+        };
+        if *slot != 0 {
+            // SAFETY: By the type invariants a non-zero entry holds a page we own.
+            drop(unsafe { LockedPage::from_migrate_pfn(*slot) });
+        }
+        let mut e = page.into_migrate_pfn();
+        if write {
+            e |= mpfn::WRITE;
+        }
+        if compound {
+            e |= mpfn::COMPOUND;
+        }
+        // INVARIANT: `e` was made by `into_migrate_pfn` plus flags, and holds its page.
+        *slot = e;
+    }
+
+    /// The raw entry `i` (0 if out of range), for its flags.
+    #[inline]
+    pub(crate) fn raw(&self, i: usize) -> usize {
+        self.dst.get(i).copied().unwrap_or(0)
+    }
+
+    /// The page of entry `i`, locked and referenced by the migration while
+    /// `self` is borrowed.
+    #[inline]
+    pub(crate) fn page(&self, i: usize) -> Option<PageRef<'_>> {
+        let e = self.raw(i);
+        // SAFETY: By the type invariants a valid entry holds a locked, referenced page, kept
+        // until the migration consumes it, which needs `self` to be gone.
+        unsafe { PageRef::from_migrate_pfn(e) }
+    }
+}
 
 /// The arguments of a VMA migration.
 pub(crate) struct VmaMigrateArgs {
@@ -103,11 +224,17 @@ impl VmaInner {
         unsafe { core::slice::from_raw_parts(self.args.dst.cast::<usize>(), self.n) }
     }
 
-    fn arrays(&mut self) -> (&[usize], &mut [usize]) {
+    fn arrays(&mut self) -> (SrcEntries<'_>, DstSlots<'_>) {
         // SAFETY: As in `src`; `args.dst` is the other half of the arrays, disjoint from
         // `args.src`, and `&mut self` makes the borrow exclusive.
         let dst = unsafe { core::slice::from_raw_parts_mut(self.args.dst.cast::<usize>(), self.n) };
-        (self.src(), dst)
+        // INVARIANT: Setup ran and `migrate_vma_pages` has not (only a `Collected` calls
+        // this), so the selected src pages are locked and referenced while `self` is
+        // borrowed.
+        let src = SrcEntries { src: self.src() };
+        // SAFETY: The dst array was zeroed before setup and is only written through
+        // `DstSlots`; `migrate_vma_pages` has not run.
+        (src, unsafe { DstSlots::new(dst) })
     }
 }
 
@@ -121,7 +248,7 @@ impl VmaInner {
 /// accessed; the mmap read lock of the VMA is held for `'a`.
 pub(crate) struct Collected<'a> {
     inner: Option<VmaInner>,
-    _vma: PhantomData<&'a VmaRef>,
+    vma: &'a VmaRef,
     _arrays: PhantomData<&'a mut PfnArrays>,
 }
 
@@ -154,7 +281,7 @@ impl<'a> Collected<'a> {
         // INVARIANT: Setup succeeded; `arrays` stays borrowed and untouched for `'a`.
         Ok(Self {
             inner: Some(inner),
-            _vma: PhantomData,
+            vma,
             _arrays: PhantomData,
         })
     }
@@ -168,16 +295,17 @@ impl<'a> Collected<'a> {
         self.inner().map_or(0, |i| i.args.start)
     }
 
-    /// The VMA.
-    pub(crate) fn vma(&self) -> *mut bindings::vm_area_struct {
-        self.inner().map_or(core::ptr::null_mut(), |i| i.args.vma)
+    /// The VMA, locked for read for `'a`.
+    pub(crate) fn vma(&self) -> &'a VmaRef {
+        self.vma
     }
 
     /// The src entries and the dst entries to fill.
-    pub(crate) fn arrays(&mut self) -> (&[usize], &mut [usize]) {
+    pub(crate) fn arrays(&mut self) -> (SrcEntries<'_>, DstSlots<'_>) {
         match self.inner.as_mut() {
             Some(i) => i.arrays(),
-            None => (&[], &mut []),
+            // SAFETY: An empty array has no entries.
+            None => (SrcEntries { src: &[] }, unsafe { DstSlots::new(&mut []) }),
         }
     }
 
@@ -204,9 +332,9 @@ impl<'a> Collected<'a> {
     /// `migration_entry_wait()`, a hung task and bad rss counters.)
     pub(crate) fn abandon(mut self) {
         let (_, dst) = self.arrays();
-        for e in dst.iter_mut() {
-            // SAFETY: The driver fills dst entries only with `LockedPage::into_migrate_pfn`
-            // (plus flags), and the migration core has not seen them (no `pages()` ran).
+        for e in dst.dst.iter_mut() {
+            // SAFETY: By the invariants of `DstSlots`, a valid entry holds a locked page we
+            // own, which the migration core has not seen (no `pages()` ran).
             drop(unsafe { LockedPage::from_migrate_pfn(*e) });
             *e = 0;
         }
@@ -241,6 +369,15 @@ impl Migrated<'_> {
     /// The dst entries: the new pages, locked until finalize.
     pub(crate) fn dst(&self) -> &[usize] {
         self.inner.as_ref().map_or(&[], |i| i.dst())
+    }
+
+    /// The new page of dst entry `i` (`None` without one), borrowed from the
+    /// migration, which holds it locked and referenced until finalize.
+    pub(crate) fn dst_page(&self, i: usize) -> Option<PageRef<'_>> {
+        let d = self.dst().get(i).copied().unwrap_or(0);
+        // SAFETY: A valid dst entry was made by `DstSlots::set` from a `LockedPage`, whose
+        // lock and reference the migration holds until finalize, which needs `self`.
+        unsafe { PageRef::from_migrate_pfn(d) }
     }
 
     /// The start address.
@@ -295,9 +432,19 @@ impl DeviceMigration {
         })
     }
 
-    /// The src entries and the dst entries to fill.
-    pub(crate) fn arrays(&mut self) -> (&[usize], &mut [usize]) {
-        (&self.src[..], &mut self.dst[..])
+    /// The src entries and the dst entries to fill (empty once
+    /// [`DeviceMigration::pages`] ran).
+    pub(crate) fn arrays(&mut self) -> (SrcEntries<'_>, DstSlots<'_>) {
+        if self.pages_done {
+            // SAFETY: An empty array has no entries.
+            return (SrcEntries { src: &[] }, unsafe { DstSlots::new(&mut []) });
+        }
+        // INVARIANT: `migrate_device_range` ran and `migrate_device_pages` has not: the
+        // selected pages are locked and referenced until finalize, after `self`.
+        let src = SrcEntries { src: &self.src[..] };
+        // SAFETY: `dst` was zeroed and is only written through `DstSlots`; the migration
+        // core has not seen it (`migrate_device_pages` has not run).
+        (src, unsafe { DstSlots::new(&mut self.dst[..]) })
     }
 
     /// `migrate_device_pages()`; only the first call has an effect.
@@ -330,5 +477,49 @@ impl Drop for DeviceMigration {
                 n,
             )
         };
+    }
+}
+
+#[kernel::macros::kunit_tests(hmm_dmirror_rs_mm_migrate)]
+mod tests {
+    use super::*;
+    use crate::mm::folio::NewPage;
+
+    #[test]
+    fn mpfn_bits() {
+        // The `MIGRATE_PFN_*` encoding of include/linux/migrate.h.
+        assert_eq!(mpfn::VALID, 1 << 0);
+        assert_eq!(mpfn::MIGRATE, 1 << 1);
+        assert_eq!(mpfn::WRITE, 1 << 3);
+        assert_eq!(mpfn::COMPOUND, 1 << 4);
+        assert_eq!(mpfn::SHIFT, 6);
+    }
+
+    #[test]
+    fn dst_slots_take_locked_pages() {
+        let mut arr = [0usize; 2];
+        // SAFETY: The array is zeroed and no migration core sees it.
+        let mut slots = unsafe { DstSlots::new(&mut arr) };
+        let page = NewPage::alloc_page(bindings::GFP_KERNEL);
+        assert!(page.is_some());
+        let Some(page) = page else { return };
+        let page = page.lock();
+        let pfn = page.page().pfn();
+        slots.set(0, page, true, false);
+        let e = slots.raw(0);
+        assert_eq!(
+            e & (mpfn::VALID | mpfn::WRITE | mpfn::COMPOUND),
+            mpfn::VALID | mpfn::WRITE
+        );
+        assert_eq!(e >> mpfn::SHIFT, pfn);
+        assert_eq!(slots.page(0).map(|p| p.pfn()), Some(pfn));
+        assert!(slots.page(1).is_none());
+        assert_eq!(slots.raw(2), 0);
+        for e in arr.iter_mut() {
+            // SAFETY: A valid entry was made by `DstSlots::set` and holds its page, which no
+            // migration consumed.
+            drop(unsafe { LockedPage::from_migrate_pfn(*e) });
+            *e = 0;
+        }
     }
 }

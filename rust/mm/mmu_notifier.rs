@@ -6,26 +6,45 @@
 //! data its `invalidate` callback works on: [`IntervalNotifier::insert`]
 //! initialises the data first and registers the notifier last, and dropping the
 //! pinned object removes the notifier (`mmu_interval_notifier_remove()` waits
-//! for running callbacks) before the data goes away. The callback receives an
-//! [`Invalidation`], the only way to call `mmu_interval_set_seq()`, so the
-//! sequence can be bumped only from inside the callback, under the user lock
-//! the implementation takes there.
+//! for running callbacks) before the data goes away. The callback trampoline
+//! takes the user lock that [`IntervalOps::lock`] names (trylock when the
+//! range is not blockable), bumps the sequence under it and only then calls
+//! [`IntervalOps::invalidate`] with the locked state.
+//!
+//! C header: [`include/linux/mmu_notifier.h`](srctree/include/linux/mmu_notifier.h).
 
-use crate::bindings;
-use kernel::{error::to_result, ffi::c_void, mm::Mm, prelude::*, types::Opaque};
+use crate::mm::bindings;
+use kernel::{error::to_result, ffi::c_void, mm::Mm, prelude::*, sync::Mutex, types::Opaque};
 
 /// The callback of an [`IntervalNotifier`].
+///
+/// The notifier takes the user lock itself, the one [`IntervalOps::lock`]
+/// names, and bumps the sequence under it before it calls
+/// [`IntervalOps::invalidate`]: `mmu_interval_set_seq()` is not reachable
+/// otherwise. (Formerly `Invalidation::set_seq()` was a safe method whose
+/// "call with the user lock held" was documentation only.)
 pub(crate) trait IntervalOps: Sized + Send + Sync {
-    /// Called for each invalidation of an overlapping range. Returns `false`
-    /// only when the range is not blockable and the user lock is contended.
-    fn invalidate(data: &Self, inv: &Invalidation<'_>) -> bool;
+    /// The data the user lock protects.
+    type State;
+
+    /// The user lock: `mmu_interval_read_retry()` of the notifier's readers is
+    /// meaningful under it.
+    fn lock(data: &Self) -> &Mutex<Self::State>;
+
+    /// Whether to leave this invalidation alone: no lock, no sequence bump
+    /// (an event the implementation caused itself and handles otherwise).
+    fn skip(_data: &Self, _inv: &Invalidation<'_>) -> bool {
+        false
+    }
+
+    /// Called for each other invalidation of an overlapping range, with the
+    /// user lock held and the sequence already bumped.
+    fn invalidate(data: &Self, state: &Self::State, inv: &Invalidation<'_>);
 }
 
 /// One invalidation, as passed to [`IntervalOps::invalidate`].
 pub(crate) struct Invalidation<'a> {
-    mni: *mut bindings::mmu_interval_notifier,
     range: &'a bindings::mmu_notifier_range,
-    cur_seq: usize,
 }
 
 impl Invalidation<'_> {
@@ -54,13 +73,7 @@ impl Invalidation<'_> {
     /// `mmu_notifier_range_blockable()`.
     pub(crate) fn blockable(&self) -> bool {
         // SAFETY: `range` is the valid range of this callback.
-        unsafe { bindings::dmirror_mmu_notifier_range_blockable(self.range) }
-    }
-
-    /// `mmu_interval_set_seq(mni, cur_seq)`; call with the user lock held.
-    pub(crate) fn set_seq(&self) {
-        // SAFETY: `mni` is the notifier of the running callback; `cur_seq` is its argument.
-        unsafe { bindings::dmirror_mmu_interval_set_seq(self.mni, self.cur_seq) };
+        unsafe { bindings::rust_mm_mmu_notifier_range_blockable(self.range) }
     }
 }
 
@@ -141,7 +154,7 @@ impl<T: IntervalOps> IntervalNotifier<T> {
     pub(crate) fn read_retry(&self, seq: kernel::ffi::c_ulong) -> bool {
         // SAFETY: `mni` is pinned memory that lives as long as `self`; the helper only
         // reads its sequence.
-        unsafe { bindings::dmirror_mmu_interval_read_retry(self.as_raw(), seq) }
+        unsafe { bindings::rust_mm_mmu_interval_read_retry(self.as_raw(), seq) }
     }
 
     /// The mm the notifier watches, `None` once removed.
@@ -182,12 +195,25 @@ impl<T: IntervalOps> IntervalNotifier<T> {
         let this = unsafe { &*kernel::container_of!(Opaque::cast_from(mni), Self, mni) };
         // SAFETY: The core passes a valid range for the duration of the callback.
         let range = unsafe { &*range };
-        let inv = Invalidation {
-            mni,
-            range,
-            cur_seq,
+        let inv = Invalidation { range };
+        let data = &this.data;
+        if T::skip(data, &inv) {
+            return true;
+        }
+        let lock = T::lock(data);
+        let guard = if inv.blockable() {
+            lock.lock()
+        } else {
+            match lock.try_lock() {
+                Some(g) => g,
+                None => return false,
+            }
         };
-        T::invalidate(&this.data, &inv)
+        // SAFETY: `mni` is the notifier of the running callback and `cur_seq` its argument;
+        // the user lock is held (`guard`).
+        unsafe { bindings::rust_mm_mmu_interval_set_seq(mni, cur_seq) };
+        T::invalidate(data, &guard, &inv);
+        true
     }
 }
 

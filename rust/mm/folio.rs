@@ -2,10 +2,16 @@
 
 //! Pages and folios the driver touches by pointer.
 //!
-//! Owns the three ways the driver holds a `struct page`:
-//! - [`PageRef`]: a plain pointer into the memmap, for metadata (pfn, folio,
-//!   zone, `zone_device_data`) and for pages whose lifetime someone else
-//!   guarantees (the mirror table, a migration's src array);
+//! C header: [`include/linux/mm.h`](srctree/include/linux/mm.h).
+//!
+//! Owns the three ways a driver holds a `struct page`:
+//! - [`PageRef<'a>`]: a borrowed memmap entry, for metadata (pfn, folio,
+//!   zone, `zone_device_data`), valid for `'a`: the lifetime is that of
+//!   what keeps the page's memmap alive (a [`NewPage`] or [`LockedPage`]
+//!   borrowed, a migration's arrays, a validated `hmm_range`, a guard). It
+//!   is `Copy` like `&'a Page`, and cannot outlive what it borrows from
+//!   (formerly `PageRef` had no lifetime: a copy kept past
+//!   `memunmap_pages()` read a freed memmap from safe code);
 //! - [`NewPage`]: a freshly allocated page or folio the driver holds the only
 //!   reference to, freed on drop;
 //! - [`LockedPage`]: a page the driver holds locked and referenced, unlocked and
@@ -16,45 +22,62 @@
 //! [`LockedFolio`] is the locked, referenced folio `make_device_exclusive()`
 //! returns.
 
-use crate::bindings;
-use core::ptr::NonNull;
-use kernel::{ffi::c_void, page::PAGE_SIZE, prelude::*};
+use crate::mm::bindings;
+use core::{marker::PhantomData, ptr::NonNull};
+use kernel::{ffi::c_void, mm::virt::VmaRef, page::PAGE_SIZE, prelude::*};
 
-/// A pointer to a `struct page`.
+/// A borrowed `struct page`, valid for `'a`.
 ///
 /// # Invariants
 ///
-/// `self.0` points to a `struct page` of the memmap: either system RAM (whose
-/// memmap is never freed) or a ZONE_DEVICE page of a chunk that is still
-/// registered. Holding a `PageRef` does not hold a reference on the page.
+/// `self.0` points to a `struct page` of the memmap (system RAM, or a
+/// ZONE_DEVICE page of a registered pagemap) that stays a memmap entry for
+/// `'a`. Holding a `PageRef` does not hold a reference on the page.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PageRef(NonNull<bindings::page>);
+pub(crate) struct PageRef<'a>(NonNull<bindings::page>, PhantomData<&'a bindings::page>);
 
 // SAFETY: A `PageRef` is a pointer into the global memmap; it may be used from any thread.
-unsafe impl Send for PageRef {}
+unsafe impl Send for PageRef<'_> {}
 // SAFETY: See above; all methods are safe to call concurrently.
-unsafe impl Sync for PageRef {}
+unsafe impl Sync for PageRef<'_> {}
 
-impl PageRef {
+impl<'a> PageRef<'a> {
     /// Wraps a raw page pointer, `None` for NULL.
     ///
     /// # Safety
     ///
     /// A non-NULL `ptr` must point to a `struct page` of the memmap that stays
-    /// valid while the returned value is used (see the type invariants).
+    /// valid for `'a` (see the type invariants).
     pub(crate) unsafe fn from_raw(ptr: *mut bindings::page) -> Option<Self> {
-        // INVARIANT: The caller guarantees that a non-NULL `ptr` is a memmap page.
-        NonNull::new(ptr).map(Self)
+        // INVARIANT: The caller guarantees that a non-NULL `ptr` is a memmap page for `'a`.
+        NonNull::new(ptr).map(|p| Self(p, PhantomData))
+    }
+
+    /// Wraps a non-NULL page pointer.
+    ///
+    /// # Safety
+    ///
+    /// As [`PageRef::from_raw`].
+    pub(crate) unsafe fn from_non_null(ptr: NonNull<bindings::page>) -> Self {
+        // INVARIANT: The caller guarantees that `ptr` is a memmap page for `'a`.
+        Self(ptr, PhantomData)
+    }
+
+    /// The pointer, for a driver that keeps it in a structure of its own
+    /// (and turns it back into a [`PageRef`] with [`PageRef::from_non_null`]).
+    pub(crate) fn as_non_null(self) -> NonNull<bindings::page> {
+        self.0
     }
 
     /// The page of a pfn.
     ///
     /// # Safety
     ///
-    /// `pfn` must be a valid pfn of system RAM or of a registered device chunk.
+    /// `pfn` must be a valid pfn of system RAM or of a registered device chunk,
+    /// and stay one for `'a`.
     pub(crate) unsafe fn from_pfn(pfn: usize) -> Option<Self> {
         // SAFETY: The caller guarantees `pfn` is valid, so `pfn_to_page` is its memmap entry.
-        unsafe { Self::from_raw(bindings::dmirror_pfn_to_page(pfn)) }
+        unsafe { Self::from_raw(bindings::rust_mm_pfn_to_page(pfn)) }
     }
 
     /// The page of a `MIGRATE_PFN_*` entry, `None` if VALID is clear.
@@ -62,10 +85,10 @@ impl PageRef {
     /// # Safety
     ///
     /// `mpfn` must be an entry of a migration's src or dst array (whose pages
-    /// the migration keeps alive), or made by `migrate_pfn()`.
+    /// the migration keeps alive for `'a`), or made by `migrate_pfn()` of such a page.
     pub(crate) unsafe fn from_migrate_pfn(mpfn: usize) -> Option<Self> {
         // SAFETY: A valid migrate pfn encodes a memmap page; NULL otherwise.
-        unsafe { Self::from_raw(bindings::dmirror_migrate_pfn_to_page(mpfn)) }
+        unsafe { Self::from_raw(bindings::rust_mm_migrate_pfn_to_page(mpfn)) }
     }
 
     /// Drops a reference (`put_page`).
@@ -73,9 +96,9 @@ impl PageRef {
     /// # Safety
     ///
     /// The caller must own one reference to the page and give it up.
-    pub(crate) unsafe fn put(self) {
+    unsafe fn put(self) {
         // SAFETY: The caller owns the reference.
-        unsafe { bindings::dmirror_put_page(self.as_ptr()) };
+        unsafe { bindings::rust_mm_put_page(self.as_ptr()) };
     }
 
     /// The raw pointer.
@@ -86,7 +109,7 @@ impl PageRef {
     /// The page frame number.
     pub(crate) fn pfn(self) -> usize {
         // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::dmirror_page_to_pfn(self.as_ptr()) as usize }
+        unsafe { bindings::rust_mm_page_to_pfn(self.as_ptr()) as usize }
     }
 
     /// The page `n` pages after this one, the memmap entry of `self.pfn() + n`,
@@ -97,22 +120,23 @@ impl PageRef {
     /// # Safety
     ///
     /// This page and the `n` after it must lie in one folio, or in one naturally
-    /// aligned block of at most [`HPAGE_PMD_NR`](crate::devmem::HPAGE_PMD_NR) pages
+    /// aligned block of at most `HPAGE_PMD_NR` pages
     /// of a chunk: the memmap of either is contiguous (the kernel relies on that
     /// for folios; a PMD-aligned block never crosses a memory section).
     pub(crate) unsafe fn nth(self, n: usize) -> Self {
         // SAFETY: The caller guarantees that the `n` entries after `self` are in the same
         // contiguous memmap range, so the result is in bounds of it (and not NULL).
         // INVARIANT: That entry is a memmap page of the same folio or chunk.
-        Self(unsafe { self.0.add(n) })
+        Self(unsafe { self.0.add(n) }, PhantomData)
     }
 
     /// The folio this page belongs to.
-    pub(crate) fn folio(self) -> FolioRef {
+    pub(crate) fn folio(self) -> FolioRef<'a> {
         // SAFETY: By the type invariants the page is a memmap entry; its folio is too.
-        let f = unsafe { bindings::dmirror_page_folio(self.as_ptr()) };
-        // INVARIANT: `page_folio` of a memmap page is a memmap folio, never NULL.
-        FolioRef(NonNull::new(f).unwrap_or(self.0.cast()))
+        let f = unsafe { bindings::rust_mm_page_folio(self.as_ptr()) };
+        // INVARIANT: `page_folio` of a memmap page is a memmap folio of the same memmap
+        // range, never NULL.
+        FolioRef(NonNull::new(f).unwrap_or(self.0.cast()), PhantomData)
     }
 
     /// How many pages this page lies after `base` (`self.pfn() - base.pfn()`,
@@ -122,7 +146,7 @@ impl PageRef {
     ///
     /// `base` and this page must lie in one folio (or one folio being split),
     /// `base` at or before this page: the memmap of a folio is contiguous.
-    pub(crate) unsafe fn index_from(self, base: PageRef) -> usize {
+    pub(crate) unsafe fn index_from(self, base: PageRef<'_>) -> usize {
         // SAFETY: The caller guarantees both entries are in one contiguous memmap range.
         let k = unsafe { self.as_ptr().offset_from(base.as_ptr()) };
         k.unsigned_abs()
@@ -130,7 +154,7 @@ impl PageRef {
 
     /// The folio this page belongs to and the page's index in it, without a
     /// `page_to_pfn()` per page.
-    pub(crate) fn folio_and_index(self) -> (FolioRef, usize) {
+    pub(crate) fn folio_and_index(self) -> (FolioRef<'a>, usize) {
         let folio = self.folio();
         // SAFETY: The page is one of its folio's pages, which follow the head page.
         let k = unsafe { self.index_from(folio.head()) };
@@ -140,38 +164,38 @@ impl PageRef {
     /// Whether this is a DEVICE_PRIVATE page.
     pub(crate) fn is_device_private(self) -> bool {
         // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::dmirror_is_device_private_page(self.as_ptr()) }
+        unsafe { bindings::rust_mm_is_device_private_page(self.as_ptr()) }
     }
 
     /// Whether this is a DEVICE_COHERENT page.
     pub(crate) fn is_device_coherent(self) -> bool {
         // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::dmirror_is_device_coherent_page(self.as_ptr()) }
+        unsafe { bindings::rust_mm_is_device_coherent_page(self.as_ptr()) }
     }
 
     /// Whether this is any ZONE_DEVICE page.
     pub(crate) fn is_zone_device(self) -> bool {
         // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::dmirror_is_zone_device_page(self.as_ptr()) }
+        unsafe { bindings::rust_mm_is_zone_device_page(self.as_ptr()) }
     }
 
     /// Whether this is the shared zero page.
     pub(crate) fn is_zero_page(self) -> bool {
         // SAFETY: Any pfn may be compared with the zero pfn.
-        unsafe { bindings::dmirror_is_zero_pfn(self.pfn()) }
+        unsafe { bindings::rust_mm_is_zero_pfn(self.pfn()) }
     }
 
     /// The `dev_pagemap` of a ZONE_DEVICE page.
     pub(crate) fn pgmap(self) -> *mut bindings::dev_pagemap {
         // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::dmirror_page_pgmap(self.as_ptr()) }
+        unsafe { bindings::rust_mm_page_pgmap(self.as_ptr()) }
     }
 
     /// The `zone_device_data` field.
     pub(crate) fn zone_device_data(self) -> *mut c_void {
         // SAFETY: By the type invariants the page is a memmap entry; reading the field is
         // harmless, its meaning is up to the page's owner.
-        unsafe { bindings::dmirror_page_zone_device_data(self.as_ptr()) }
+        unsafe { bindings::rust_mm_page_zone_device_data(self.as_ptr()) }
     }
 
     /// Sets the `zone_device_data` field.
@@ -182,7 +206,7 @@ impl PageRef {
     /// page), so that nobody else uses the field.
     pub(crate) unsafe fn set_zone_device_data(self, data: *mut c_void) {
         // SAFETY: The page is a memmap entry and the caller owns the field.
-        unsafe { bindings::dmirror_page_set_zone_device_data(self.as_ptr(), data) }
+        unsafe { bindings::rust_mm_page_set_zone_device_data(self.as_ptr(), data) }
     }
 
     /// Copies the whole page `from` into this page.
@@ -191,9 +215,9 @@ impl PageRef {
     ///
     /// Both pages must be referenced (or otherwise kept alive) and not
     /// concurrently written through another path the caller relies on.
-    pub(crate) unsafe fn copy_from(self, from: PageRef) {
+    pub(crate) unsafe fn copy_from(self, from: PageRef<'_>) {
         // SAFETY: Both pages are alive per the caller; `copy_highpage` kmaps both.
-        unsafe { bindings::dmirror_copy_highpage(self.as_ptr(), from.as_ptr()) }
+        unsafe { bindings::rust_mm_copy_highpage(self.as_ptr(), from.as_ptr()) }
     }
 
     /// Zeroes the page.
@@ -203,7 +227,7 @@ impl PageRef {
     /// The page must be referenced by the caller.
     pub(crate) unsafe fn clear(self) {
         // SAFETY: The page is alive per the caller.
-        unsafe { bindings::dmirror_clear_highpage(self.as_ptr()) }
+        unsafe { bindings::rust_mm_clear_highpage(self.as_ptr()) }
     }
 
     /// Appends the page's contents to `buf` (one page, without zero-filling
@@ -220,7 +244,7 @@ impl PageRef {
         }
         // SAFETY: `dst` has room for `PAGE_SIZE` bytes (checked above); the page is alive
         // per the caller; `memcpy_from_page` maps it for the copy.
-        unsafe { bindings::dmirror_memcpy_page_from(dst.as_mut_ptr().cast(), self.as_ptr()) };
+        unsafe { bindings::rust_mm_memcpy_page_from(dst.as_mut_ptr().cast(), self.as_ptr()) };
         // SAFETY: The `PAGE_SIZE` bytes after the current length were initialised above,
         // within the capacity.
         unsafe { buf.inc_len(PAGE_SIZE) };
@@ -234,19 +258,19 @@ impl PageRef {
     /// The page must stay allocated for the duration of the call.
     pub(crate) unsafe fn write_from(self, src: &[u8; PAGE_SIZE]) {
         // SAFETY: `src` is valid for `PAGE_SIZE` bytes; the page is alive per the caller.
-        unsafe { bindings::dmirror_memcpy_page_to(self.as_ptr(), src.as_ptr().cast()) }
+        unsafe { bindings::rust_mm_memcpy_page_to(self.as_ptr(), src.as_ptr().cast()) }
     }
 }
 
-/// A pointer to a `struct folio`.
+/// A borrowed `struct folio`, valid for `'a`.
 ///
 /// # Invariants
 ///
-/// Same as [`PageRef`]: a memmap folio, no reference held.
+/// Same as [`PageRef`]: a memmap folio for `'a`, no reference held.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FolioRef(NonNull<bindings::folio>);
+pub(crate) struct FolioRef<'a>(NonNull<bindings::folio>, PhantomData<&'a bindings::folio>);
 
-impl FolioRef {
+impl<'a> FolioRef<'a> {
     /// Wraps a raw folio pointer, `None` for NULL.
     ///
     /// # Safety
@@ -254,7 +278,7 @@ impl FolioRef {
     /// As [`PageRef::from_raw`].
     pub(crate) unsafe fn from_raw(ptr: *mut bindings::folio) -> Option<Self> {
         // INVARIANT: Guaranteed by the caller.
-        NonNull::new(ptr).map(Self)
+        NonNull::new(ptr).map(|p| Self(p, PhantomData))
     }
 
     /// The raw pointer.
@@ -263,10 +287,10 @@ impl FolioRef {
     }
 
     /// The folio's head page (`&folio->page`).
-    pub(crate) fn head(self) -> PageRef {
+    pub(crate) fn head(self) -> PageRef<'a> {
         // INVARIANT: `struct folio` overlays its head page at offset 0 (`&folio->page`,
         // which the kernel's FOLIO_MATCH assertions keep in place), a memmap page.
-        PageRef(self.0.cast())
+        PageRef(self.0.cast(), PhantomData)
     }
 
     /// The `n`th page of the folio (`folio_page()`, which is pointer arithmetic:
@@ -275,7 +299,7 @@ impl FolioRef {
     /// # Safety
     ///
     /// `n` must be below the number of pages of the folio.
-    pub(crate) unsafe fn page(self, n: usize) -> PageRef {
+    pub(crate) unsafe fn page(self, n: usize) -> PageRef<'a> {
         // SAFETY: The caller guarantees `n` is inside the folio, whose pages are contiguous.
         unsafe { self.head().nth(n) }
     }
@@ -283,7 +307,7 @@ impl FolioRef {
     /// The folio's order.
     pub(crate) fn order(self) -> u32 {
         // SAFETY: By the type invariants the folio is a memmap entry.
-        unsafe { bindings::dmirror_folio_order(self.as_ptr()) }
+        unsafe { bindings::rust_mm_folio_order(self.as_ptr()) }
     }
 
     /// The number of pages in the folio.
@@ -294,13 +318,13 @@ impl FolioRef {
     /// Whether the folio has more than one page.
     pub(crate) fn is_large(self) -> bool {
         // SAFETY: By the type invariants the folio is a memmap entry.
-        unsafe { bindings::dmirror_folio_test_large(self.as_ptr()) }
+        unsafe { bindings::rust_mm_folio_test_large(self.as_ptr()) }
     }
 
     /// The folio's `zone_device_data`.
     pub(crate) fn zone_device_data(self) -> *mut c_void {
         // SAFETY: By the type invariants the folio is a memmap entry.
-        unsafe { bindings::dmirror_folio_zone_device_data(self.as_ptr()) }
+        unsafe { bindings::rust_mm_folio_zone_device_data(self.as_ptr()) }
     }
 }
 
@@ -310,7 +334,7 @@ impl FolioRef {
 ///
 /// The driver holds the only reference to `page`, the head of a folio of `order`.
 pub(crate) struct NewPage {
-    page: PageRef,
+    page: NonNull<bindings::page>,
     order: u32,
 }
 
@@ -318,12 +342,12 @@ impl NewPage {
     /// `folio_alloc(gfp, order)`.
     pub(crate) fn folio_alloc(gfp: bindings::gfp_t, order: u32) -> Option<Self> {
         // SAFETY: `folio_alloc` can be called with any flags and order.
-        let f = unsafe { bindings::dmirror_folio_alloc(gfp, order) };
+        let f = unsafe { bindings::rust_mm_folio_alloc(gfp, order) };
         // SAFETY: A folio returned by the allocator is a memmap folio.
         let f = unsafe { FolioRef::from_raw(f) }?;
         // INVARIANT: The allocator gave us the only reference.
         Some(Self {
-            page: f.head(),
+            page: f.head().0,
             order,
         })
     }
@@ -331,57 +355,62 @@ impl NewPage {
     /// `alloc_page(gfp)`.
     pub(crate) fn alloc_page(gfp: bindings::gfp_t) -> Option<Self> {
         // SAFETY: `alloc_page` can be called with any flags.
-        let p = unsafe { bindings::dmirror_alloc_page(gfp) };
-        // SAFETY: A page returned by the allocator is a memmap page.
-        let page = unsafe { PageRef::from_raw(p) }?;
-        // INVARIANT: The allocator gave us the only reference.
+        let p = unsafe { bindings::rust_mm_alloc_page(gfp) };
+        let page = NonNull::new(p)?;
+        // INVARIANT: A page returned by the allocator is a memmap page; it gave us the only
+        // reference.
         Some(Self { page, order: 0 })
     }
 
-    /// `vma_alloc_folio(gfp, order, vma, addr)` (`alloc_page_vma` for order 0).
+    /// `vma_alloc_folio(gfp, order, vma, addr)` (`alloc_page_vma` for order 0);
+    /// `None` if the allocation fails or `addr` is not in `vma`.
     ///
-    /// # Safety
-    ///
-    /// `vma` must be a valid VMA whose mm is locked for read, containing `addr`.
-    pub(crate) unsafe fn vma_alloc(
+    /// Safe: a `&VmaRef` is only handed out under the VMA's lock. (Formerly an
+    /// `unsafe fn` on a raw `vm_area_struct` pointer.)
+    pub(crate) fn vma_alloc(
         gfp: bindings::gfp_t,
         order: u32,
-        vma: *mut bindings::vm_area_struct,
+        vma: &VmaRef,
         addr: usize,
     ) -> Option<Self> {
+        if addr < vma.start() || addr >= vma.end() {
+            return None;
+        }
+        let vma = vma.as_ptr();
         let page = if order == 0 {
-            // SAFETY: The caller guarantees `vma` and `addr`.
-            let p = unsafe { bindings::dmirror_alloc_page_vma(gfp, vma, addr) };
-            // SAFETY: A page returned by the allocator is a memmap page.
-            unsafe { PageRef::from_raw(p) }?
+            // SAFETY: `vma` is locked for read while borrowed and contains `addr`.
+            let p = unsafe { bindings::rust_mm_alloc_page_vma(gfp, vma, addr) };
+            NonNull::new(p)?
         } else {
-            // SAFETY: The caller guarantees `vma` and `addr`.
-            let f = unsafe { bindings::dmirror_vma_alloc_folio(gfp, order, vma, addr) };
-            // SAFETY: A folio returned by the allocator is a memmap folio.
-            unsafe { FolioRef::from_raw(f) }?.head()
+            // SAFETY: As above.
+            let f = unsafe { bindings::rust_mm_vma_alloc_folio(gfp, order, vma, addr) };
+            // A folio is its head page (see `FolioRef::head`).
+            NonNull::new(f)?.cast()
         };
         // INVARIANT: The allocator gave us the only reference.
         Some(Self { page, order })
     }
 
-    /// The page.
-    pub(crate) fn page(&self) -> PageRef {
-        self.page
+    /// The page, borrowed from `self`, which keeps it allocated.
+    pub(crate) fn page(&self) -> PageRef<'_> {
+        // INVARIANT: We own the page for as long as `self` is borrowed.
+        PageRef(self.page, PhantomData)
     }
 
     /// Gives up ownership without freeing: the page now belongs to whatever
-    /// pointer the caller stored (e.g. a device page's `zone_device_data`).
-    pub(crate) fn into_raw(self) -> PageRef {
+    /// pointer the caller stores (e.g. a device page's `zone_device_data`).
+    pub(crate) fn into_raw(self) -> *mut bindings::page {
         let page = self.page;
         core::mem::forget(self);
-        page
+        page.as_ptr()
     }
 
     /// Locks the page, turning the ownership into a [`LockedPage`].
     pub(crate) fn lock(self) -> LockedPage {
-        let page = self.into_raw();
+        let page = self.page;
+        core::mem::forget(self);
         // SAFETY: We own a reference to `page`, so it may be locked.
-        unsafe { bindings::dmirror_lock_page(page.as_ptr()) };
+        unsafe { bindings::rust_mm_lock_page(page.as_ptr()) };
         // INVARIANT: Locked above, reference transferred from `self`.
         LockedPage(page)
     }
@@ -398,8 +427,8 @@ impl Drop for NewPage {
 ///
 /// # Invariants
 ///
-/// The page is locked by us and we own one reference to it.
-pub(crate) struct LockedPage(PageRef);
+/// The page is a memmap page, locked by us, and we own one reference to it.
+pub(crate) struct LockedPage(NonNull<bindings::page>);
 
 impl LockedPage {
     /// Takes over a page that is already locked and referenced, such as a
@@ -408,9 +437,9 @@ impl LockedPage {
     /// # Safety
     ///
     /// The caller must own the page lock and one reference and give both up.
-    pub(crate) unsafe fn from_locked(page: PageRef) -> Self {
+    pub(crate) unsafe fn from_locked(page: PageRef<'_>) -> Self {
         // INVARIANT: Guaranteed by the caller.
-        Self(page)
+        Self(page.0)
     }
 
     /// Takes back a destination page from a migrate pfn that
@@ -423,9 +452,8 @@ impl LockedPage {
     /// migration core afterwards.
     pub(crate) unsafe fn from_migrate_pfn(mpfn: usize) -> Option<Self> {
         // SAFETY: A migrate pfn made by `into_migrate_pfn` encodes a memmap page.
-        let p = unsafe { bindings::dmirror_migrate_pfn_to_page(mpfn) };
-        // SAFETY: As above.
-        let page = unsafe { PageRef::from_raw(p) }?;
+        let p = unsafe { bindings::rust_mm_migrate_pfn_to_page(mpfn) };
+        let page = NonNull::new(p)?;
         // INVARIANT: The caller returns the lock and reference `into_migrate_pfn` gave away.
         Some(Self(page))
     }
@@ -444,32 +472,34 @@ impl LockedPage {
         if n != 1 {
             return None;
         }
-        // SAFETY: On success GUP stored a referenced memmap page.
-        let page = unsafe { PageRef::from_raw(p) }?;
+        // SAFETY: On success GUP stored a referenced memmap page, which stays one while we
+        // hold that reference (until `put` or the end of this function's result).
+        let page: PageRef<'_> = unsafe { PageRef::from_raw(p) }?;
         let usable = !page.is_zone_device() && !page.is_zero_page();
         // SAFETY: The page is referenced (by GUP), so its lock may be tried.
-        if !usable || !unsafe { bindings::dmirror_trylock_page(page.as_ptr()) } {
+        if !usable || !unsafe { bindings::rust_mm_trylock_page(page.as_ptr()) } {
             // SAFETY: We own the reference GUP took.
             unsafe { page.put() };
             return None;
         }
         // INVARIANT: Locked above; we own the reference GUP took.
-        Some(Self(page))
+        Some(Self(page.0))
     }
 
-    /// The page.
-    pub(crate) fn page(&self) -> PageRef {
-        self.0
+    /// The page, borrowed from `self`, which keeps it referenced.
+    pub(crate) fn page(&self) -> PageRef<'_> {
+        // INVARIANT: We hold a reference for as long as `self` is borrowed.
+        PageRef(self.0, PhantomData)
     }
 
     /// Hands the locked page to the migration core as a dst entry: the
     /// returned value is `migrate_pfn(pfn)` (VALID and the pfn, no lock flag);
     /// `migrate_vma_finalize()`/`migrate_device_finalize()` unlock and release it.
     pub(crate) fn into_migrate_pfn(self) -> usize {
-        let pfn = self.0.pfn();
+        let pfn = self.page().pfn();
         core::mem::forget(self);
         // SAFETY: `migrate_pfn` only encodes the pfn.
-        unsafe { bindings::dmirror_migrate_pfn(pfn) }
+        unsafe { bindings::rust_mm_migrate_pfn(pfn) }
     }
 }
 
@@ -477,8 +507,8 @@ impl Drop for LockedPage {
     fn drop(&mut self) {
         // SAFETY: By the type invariants the page is locked by us and we hold a reference.
         unsafe {
-            bindings::dmirror_unlock_page(self.0.as_ptr());
-            bindings::dmirror_put_page(self.0.as_ptr());
+            bindings::rust_mm_unlock_page(self.0.as_ptr());
+            bindings::rust_mm_put_page(self.0.as_ptr());
         }
     }
 }
@@ -487,8 +517,9 @@ impl Drop for LockedPage {
 ///
 /// # Invariants
 ///
-/// We hold the folio lock and one reference; both are dropped on drop.
-pub(crate) struct LockedFolio(FolioRef);
+/// The folio is a memmap folio; we hold its lock and one reference, both
+/// dropped on drop.
+pub(crate) struct LockedFolio(NonNull<bindings::folio>);
 
 impl LockedFolio {
     /// Takes over a locked and referenced folio.
@@ -496,9 +527,9 @@ impl LockedFolio {
     /// # Safety
     ///
     /// The caller must own the folio lock and one reference and give both up.
-    pub(crate) unsafe fn from_raw(folio: FolioRef) -> Self {
+    pub(crate) unsafe fn from_raw(folio: FolioRef<'_>) -> Self {
         // INVARIANT: Guaranteed by the caller.
-        Self(folio)
+        Self(folio.0)
     }
 }
 
@@ -507,14 +538,14 @@ impl Drop for LockedFolio {
         // SAFETY: By the type invariants we hold the lock and a reference.
         unsafe {
             bindings::folio_unlock(self.0.as_ptr());
-            bindings::dmirror_folio_put(self.0.as_ptr());
+            bindings::rust_mm_folio_put(self.0.as_ptr());
         }
     }
 }
 
 /// Decoding of `MIGRATE_PFN_*` entries (pure bit arithmetic).
 pub(crate) mod mpfn {
-    use crate::bindings;
+    use crate::mm::bindings;
 
     /// `MIGRATE_PFN_VALID`.
     pub(crate) const VALID: usize = bindings::MIGRATE_PFN_VALID as usize;

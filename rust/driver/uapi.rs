@@ -26,9 +26,12 @@ pub(crate) struct HmmDmirrorCmd {
     pub(crate) faults: u64,
 }
 
+// TODO[DERIVE]: no `#[derive(FromBytes, AsBytes)]` in the kernel crate yet.
 // SAFETY: `HmmDmirrorCmd` is five `u64`, any bit pattern is valid.
+#[allow(unsafe_code)]
 unsafe impl FromBytes for HmmDmirrorCmd {}
-// SAFETY: `HmmDmirrorCmd` is five `u64`, no padding.
+// SAFETY: TODO[DERIVE]. `HmmDmirrorCmd` is five `u64`, no padding.
+#[allow(unsafe_code)]
 unsafe impl AsBytes for HmmDmirrorCmd {}
 
 const _: () = assert!(core::mem::size_of::<HmmDmirrorCmd>() == 40);

@@ -10,16 +10,21 @@
 //! folio of a private page in its `zone_device_data`), the `dev_pagemap_ops`
 //! callbacks, and the eviction of whole chunks back to system memory.
 
+#![allow(unsafe_code)]
+
 use crate::{
-    bindings,
-    migrate::DeviceMigration,
-    mirror::Mirror,
-    owner,
-    page::{mpfn, FolioRef, LockedPage, NewPage, PageRef},
-    pagemap::{ChunkKind, DevPagemap, DeviceFault, PagemapOps},
-    uapi::MemoryType,
+    driver::uapi::MemoryType,
+    mm::{
+        bindings,
+        folio::{mpfn, LockedPage, NewPage, PageRef},
+        memremap::{ChunkKind, DevPagemap},
+        migrate::DeviceMigration,
+    },
 };
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::{
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+};
 use kernel::{
     ffi::c_void,
     new_mutex, new_spinlock,
@@ -45,15 +50,26 @@ pub(crate) struct ChunkData {
     remove: AtomicBool,
 }
 
-// SAFETY: `device` points to a pinned device that outlives the chunk; it is only read.
+// SAFETY: TODO[DEVREF]. `device` points to a pinned device that outlives the chunk; it is only
+// read.
 unsafe impl Send for ChunkData {}
-// SAFETY: As above; `remove` is atomic.
+// SAFETY: TODO[DEVREF]. As above; `remove` is atomic.
 unsafe impl Sync for ChunkData {}
 
 impl ChunkData {
     fn device(&self) -> &DmirrorDevice {
-        // SAFETY: The device owns its chunks and removes them before it is dropped.
+        // SAFETY: TODO[DEVREF]. The device owns its chunks and removes them before it is dropped.
         unsafe { &*self.device }
+    }
+
+    /// Puts a freed page (a block of `1 << order` pages) of this chunk back on
+    /// the device's free lists, unless the chunk is being removed.
+    pub(crate) fn recycle(&self, page: PageRef<'_>, order: u32) {
+        let mut free = self.device().free.lock();
+        if !self.remove.load(Ordering::Relaxed) {
+            free.cfree += 1 << order;
+            free.push(page, order != 0);
+        }
     }
 }
 
@@ -66,44 +82,63 @@ pub(crate) type Chunk = DevPagemap<ChunkData>;
 /// Works for any page of a large private folio too: only the head's
 /// `zone_device_data` points to the backing folio (which has the same order),
 /// so a tail's backing page is found at the same offset in it.
-pub(crate) fn backing_page(page: PageRef) -> Option<PageRef> {
+pub(crate) fn backing_page(page: PageRef<'_>) -> Option<PageRef<'_>> {
     if !page.is_device_private() {
         return Some(page);
     }
     let (folio, k) = page.folio_and_index();
-    // SAFETY: The `zone_device_data` of the head of an allocated private folio of ours is
-    // the head of its backing folio (`DmirrorDevice::alloc_page`, kept by `folio_split`).
+    // SAFETY: TODO[BACKING]. The `zone_device_data` of the head of an allocated private folio of
+    // ours is the head of its backing folio (`DmirrorDevice::alloc_page`, kept by `folio_split`).
     let rhead = unsafe { PageRef::from_raw(folio.zone_device_data().cast()) }?;
-    // SAFETY: The backing folio has the order of `folio`, so the offset is inside it.
+    // SAFETY: TODO[BACKING]. The backing folio has the order of `folio`, so the offset is inside
+    // it.
     Some(unsafe { rhead.nth(k) })
 }
 
-/// The device a page of one of our chunks belongs to.
+/// A page on a free list.
+type FreeLink = NonNull<bindings::page>;
+
+/// The page of a free-list link.
 ///
 /// # Safety
 ///
-/// `page` must be a referenced device page of a chunk of this driver.
-pub(crate) unsafe fn page_device<'a>(page: PageRef) -> &'a DmirrorDevice {
-    // SAFETY: The caller guarantees the page is ours and referenced, so its chunk is alive.
-    let chunk: &Chunk = unsafe { Chunk::from_page(page) };
-    // SAFETY: Chunks never outlive their device.
-    unsafe { &*chunk.data().device }
+/// TODO[PGDATA] (docs/todo.md).
+///
+/// `link` is a page of a registered chunk of this driver that stays registered
+/// for `'a` (a page on a free list: chunks leave the lists before they are
+/// unmapped, see `DmirrorDevice::remove_chunks`).
+unsafe fn free_page<'a>(link: FreeLink) -> PageRef<'a> {
+    // SAFETY: TODO[PGDATA]. The caller guarantees that `link` is a memmap page for `'a`.
+    unsafe { PageRef::from_non_null(link) }
 }
 
-/// Whether `page` is a device page of one of this driver's chunks.
-pub(crate) fn is_our_page(page: PageRef) -> bool {
-    Chunk::owns(page)
+/// The link stored in a free page's `zone_device_data`.
+///
+/// # Safety
+///
+/// TODO[PGDATA] (docs/todo.md).
+///
+/// `page` is on a free list (its `zone_device_data` is the list link).
+unsafe fn next_link(page: PageRef<'_>) -> Option<FreeLink> {
+    NonNull::new(page.zone_device_data().cast())
 }
 
+/// The free lists of a device.
+///
+/// # Invariants
+///
+/// `free_pages` and `free_folios` are lists of free pages (refcount 0) of the
+/// device's registered chunks, linked through `zone_device_data`: order-0
+/// pages, and heads of free PMD-aligned blocks.
 struct FreeLists {
     calloc: usize,
     cfree: usize,
-    free_pages: Option<PageRef>,
-    free_folios: Option<PageRef>,
+    free_pages: Option<FreeLink>,
+    free_folios: Option<FreeLink>,
 }
 
 impl FreeLists {
-    fn pop(&mut self, large: bool) -> Option<PageRef> {
+    fn pop(&mut self, large: bool) -> Option<FreeLink> {
         if !large && self.free_pages.is_none() {
             self.split_block();
         }
@@ -112,11 +147,12 @@ impl FreeLists {
         } else {
             &mut self.free_pages
         };
-        let page = (*head)?;
-        // SAFETY: Free pages are ours; their `zone_device_data` links the list.
-        *head = unsafe { PageRef::from_raw(page.zone_device_data().cast()) };
+        let link = (*head)?;
+        // SAFETY: TODO[PGDATA]. By the type invariants `link` is a free page of a registered chunk,
+        // whose `zone_device_data` links the list.
+        *head = unsafe { next_link(free_page(link)) };
         self.calloc += if large { HPAGE_PMD_NR } else { 1 };
-        Some(page)
+        Some(link)
     }
 
     /// Breaks one free PMD block into order-0 free pages, so that an order-0
@@ -125,29 +161,34 @@ impl FreeLists {
     /// chose; a coherent device, which has a single fixed chunk, then fails
     /// every allocation of the other kind.)
     fn split_block(&mut self) {
-        let Some(head) = self.free_folios else {
+        let Some(link) = self.free_folios else {
             return;
         };
-        // SAFETY: Free pages are ours; their `zone_device_data` links the list.
-        self.free_folios = unsafe { PageRef::from_raw(head.zone_device_data().cast()) };
+        // SAFETY: TODO[PGDATA]. By the type invariants `link` is a free block head of a registered
+        // chunk.
+        let head = unsafe { free_page(link) };
+        // SAFETY: TODO[PGDATA]. As above.
+        self.free_folios = unsafe { next_link(head) };
         for k in (0..HPAGE_PMD_NR).rev() {
-            // SAFETY: A free block is a whole, PMD-aligned range of one chunk (see
+            // SAFETY: TODO[PGDATA]. A free block is a whole, PMD-aligned range of one chunk (see
             // `allocate_chunk` and `folio_free`), so `head + k` is a page of that chunk.
             let page = unsafe { head.nth(k) };
             self.push(page, false);
         }
     }
 
-    fn push(&mut self, page: PageRef, large: bool) {
+    fn push(&mut self, page: PageRef<'_>, large: bool) {
         let head = if large {
             &mut self.free_folios
         } else {
             &mut self.free_pages
         };
         let next = head.map_or(core::ptr::null_mut(), |p| p.as_ptr().cast::<c_void>());
-        // SAFETY: A free device page is owned by the driver; the field links the list.
+        // SAFETY: TODO[PGDATA]. A free device page is owned by the driver; the field links the
+        // list.
         unsafe { page.set_zone_device_data(next) };
-        *head = Some(page);
+        // INVARIANT: `page` is a free page of a registered chunk (the callers' pages).
+        *head = Some(page.as_non_null());
     }
 
     /// Drops every page of `chunk` from both lists.
@@ -158,15 +199,18 @@ impl FreeLists {
             } else {
                 self.free_pages.take()
             };
-            let mut keep: Option<PageRef> = None;
-            while let Some(page) = list {
-                // SAFETY: Free pages are ours; the field links the list.
-                list = unsafe { PageRef::from_raw(page.zone_device_data().cast()) };
+            let mut keep: Option<FreeLink> = None;
+            while let Some(link) = list {
+                // SAFETY: TODO[PGDATA]. By the type invariants `link` is a free page of a
+                // registered chunk.
+                let page = unsafe { free_page(link) };
+                // SAFETY: TODO[PGDATA]. As above.
+                list = unsafe { next_link(page) };
                 if !chunk.is(page.pgmap()) {
                     let next = keep.map_or(core::ptr::null_mut(), |p| p.as_ptr().cast::<c_void>());
-                    // SAFETY: As above.
+                    // SAFETY: TODO[PGDATA]. As above; the field links the list.
                     unsafe { page.set_zone_device_data(next) };
-                    keep = Some(page);
+                    keep = Some(link);
                 }
             }
             if large {
@@ -178,7 +222,7 @@ impl FreeLists {
     }
 }
 
-// SAFETY: The lists hold memmap pointers, usable from any thread.
+// SAFETY: TODO[PGDATA]. The lists hold memmap pointers, usable from any thread.
 unsafe impl Send for FreeLists {}
 
 struct Chunks {
@@ -213,6 +257,11 @@ impl DmirrorDevice {
         })
     }
 
+    /// Whether `page` is a device page of this device.
+    pub(crate) fn owns_page(&self, page: PageRef<'_>) -> bool {
+        Chunk::of_page(page).is_some_and(|chunk| core::ptr::eq(chunk.data().device(), self))
+    }
+
     /// The device's memory type.
     pub(crate) fn mtype(&self) -> MemoryType {
         self.mtype
@@ -231,7 +280,7 @@ impl DmirrorDevice {
     /// A coherent device has exactly one chunk, its SPM range: once mapped,
     /// it is never mapped again (`ENOMEM`), unlike the C driver, which retries
     /// `memremap_pages()` on the same range.
-    pub(crate) fn allocate_chunk(&self, want: Option<bool>) -> Result<Option<PageRef>> {
+    pub(crate) fn allocate_chunk(&self, want: Option<bool>) -> Result<Option<FreeLink>> {
         let kind = match self.mtype {
             MemoryType::Private => ChunkKind::Private {
                 size: DEVMEM_CHUNK_SIZE,
@@ -254,7 +303,10 @@ impl DmirrorDevice {
                 device: self,
                 remove: AtomicBool::new(false),
             };
-            let chunk = KBox::pin_init(Chunk::new(kind, self.owner(), data), GFP_KERNEL)?;
+            let chunk = KBox::pin_init(
+                Chunk::new(kind, c"hmm_dmirror", self.owner(), data),
+                GFP_KERNEL,
+            )?;
             let first = chunk.pfn_first();
             let last = first + chunk.npages();
             chunks.list.push(chunk, GFP_KERNEL)?;
@@ -273,7 +325,7 @@ impl DmirrorDevice {
         let mut free = self.free.lock();
         let mut pfn = pfn_first;
         while pfn < pfn_last {
-            // SAFETY: `pfn` is in the chunk just mapped.
+            // SAFETY: TODO[PGDATA]. `pfn` is in the chunk just mapped.
             let Some(page) = (unsafe { PageRef::from_pfn(pfn) }) else {
                 break;
             };
@@ -303,18 +355,22 @@ impl DmirrorDevice {
         let order = if is_large { HPAGE_PMD_ORDER } else { 0 };
         let rpage = if self.mtype == MemoryType::Private {
             let r = NewPage::folio_alloc(bindings::GFP_HIGHUSER, order)?;
-            // SAFETY: The backing folio is ours; its head is the owner slot of the new
-            // page, which points to no mirror yet (`owner`).
+            // SAFETY: TODO[PGDATA]. The backing folio is ours; its head is the owner slot of the
+            // new page, which points to no mirror yet (`owner`).
             unsafe { r.page().set_zone_device_data(core::ptr::null_mut()) };
             Some(r)
         } else {
             None
         };
         let popped = self.free.lock().pop(is_large);
-        let dpage = match popped {
+        let link = match popped {
             Some(p) => p,
             None => self.allocate_chunk(Some(is_large)).ok().flatten()?,
         };
+        // SAFETY: TODO[PGDATA]. `link` was just taken off a free list of a registered chunk of this
+        // device, which stays registered while the device is borrowed (chunks are removed by
+        // `remove_chunks`, after their pages were evicted and freed).
+        let dpage = unsafe { free_page(link) };
         // The backing folio goes in before the page gets its first reference. From then
         // on, the eviction of a concurrent close (`migrate_device_range()`, which takes
         // any page with a non-zero refcount and trylocks it) can lock the page before
@@ -324,21 +380,21 @@ impl DmirrorDevice {
         // in `copy_page()`; lib/test_hmm.c sets it afterwards). With this order such an
         // eviction "migrates" a page that nothing maps: it copies the backing folio to a
         // system page that its finalize frees, and our `lock_page()` waits until it is done.
-        let data = rpage.map_or(core::ptr::null_mut(), |r| r.into_raw().as_ptr().cast());
-        // SAFETY: `dpage` is off the free list with refcount 0, so nobody else uses it; the
-        // backing folio now belongs to it. `zone_device_folio_init` leaves the field of
-        // the head page alone.
+        let data = rpage.map_or(core::ptr::null_mut(), |r| r.into_raw().cast());
+        // SAFETY: TODO[PGDATA]. `dpage` is off the free list with refcount 0, so nobody else uses
+        // it; the backing folio now belongs to it. `zone_device_folio_init` leaves the field of the
+        // head page alone.
         unsafe { dpage.set_zone_device_data(data) };
-        // SAFETY: `dpage` is a free page (refcount 0) of one of our chunks, taken off the
-        // free list (with the whole PMD block when `order` is not 0); it becomes the head
-        // of the new folio even if it was a tail of an earlier, freed one (hence no
-        // `page_folio()`): `zone_device_folio_init` clears every page's stale compound
-        // state and returns the folio locked with one reference. `pgmap()` is the
-        // chunk's either way.
+        // SAFETY: TODO[PGDATA]. `dpage` is a free page (refcount 0) of one of our chunks, taken off
+        // the free list (with the whole PMD block when `order` is not 0); it becomes the head of
+        // the new folio even if it was a tail of an earlier, freed one (hence no `page_folio()`):
+        // `zone_device_folio_init` clears every page's stale compound state and returns the folio
+        // locked with one reference. `pgmap()` is the chunk's either way.
         unsafe {
-            bindings::dmirror_zone_device_folio_init(dpage.as_ptr().cast(), dpage.pgmap(), order)
+            bindings::rust_mm_zone_device_folio_init(dpage.as_ptr().cast(), dpage.pgmap(), order)
         };
-        // SAFETY: `zone_device_folio_init` returned the page locked with one reference.
+        // SAFETY: TODO[PGDATA]. `zone_device_folio_init` returned the page locked with one
+        // reference.
         Some(unsafe { LockedPage::from_locked(dpage) })
     }
 
@@ -379,7 +435,7 @@ impl PinnedDrop for DmirrorDevice {
 
 /// Migrates every device page of `chunk` back to system memory.
 fn evict_chunk(chunk: &Chunk) {
-    // SAFETY: The pfns are those of the registered `chunk`.
+    // SAFETY: TODO[EVICT]. The pfns are those of the registered `chunk`.
     let mut m = match unsafe { DeviceMigration::range(chunk.pfn_first(), chunk.npages()) } {
         Ok(m) => m,
         Err(_) => {
@@ -387,15 +443,11 @@ fn evict_chunk(chunk: &Chunk) {
             return;
         }
     };
-    let (src, dst) = m.arrays();
-    for (i, &s) in src.iter().enumerate() {
-        // SAFETY: `s` is a src entry of the migration, which keeps its page alive.
-        let Some(spage) = (unsafe { PageRef::from_migrate_pfn(s) }) else {
+    let (src, mut dst) = m.arrays();
+    for (i, &s) in src.raw().iter().enumerate() {
+        let Some(spage) = src.page(i) else {
             continue;
         };
-        if s & mpfn::MIGRATE == 0 {
-            continue;
-        }
         if !spage.is_device_private() && !spage.is_device_coherent() {
             pr_warn!("evicting a page that is not a device page\n");
             continue;
@@ -414,84 +466,13 @@ fn evict_chunk(chunk: &Chunk) {
             pr_warn!("no memory to evict an order-{} folio\n", order);
             continue;
         };
-        let dfolio = dpage.page().folio();
         let locked = dpage.lock();
-        // SAFETY: `dfolio` is our new locked folio; `spage`'s folio is kept alive by the
-        // migration (src entries are locked and referenced).
+        let dfolio = locked.page().folio();
+        // SAFETY: TODO[PAGECOPY]. `dfolio` is our new locked folio; `spage`'s folio is kept
+        // alive by the migration (src entries are locked and referenced).
         unsafe { bindings::folio_copy(dfolio.as_ptr(), spage.folio().as_ptr()) };
-        let mut d = locked.into_migrate_pfn();
-        if s & mpfn::WRITE != 0 {
-            d |= mpfn::WRITE;
-        }
-        if order != 0 {
-            d |= mpfn::COMPOUND;
-        }
-        dst[i] = d;
+        dst.set(i, locked, s & mpfn::WRITE != 0, order != 0);
     }
     m.pages();
     // Dropping `m` finalizes the migration.
-}
-
-impl PagemapOps for ChunkData {
-    fn folio_free(map: &Chunk, folio: FolioRef) {
-        let page = folio.head();
-        let rpage = backing_page(page);
-        let order = rpage.map_or(folio.order(), |r| r.folio().order());
-        if let Some(r) = rpage {
-            // SAFETY: `r` is the owner slot of the page being freed (the head of its backing
-            // folio, or the coherent page itself). The mirror's reference goes before the
-            // field is reused; the last one frees the mirror, which is fine in any context.
-            drop(unsafe { owner::take(r) });
-            if r != page {
-                // SAFETY: The backing folio of a private page is owned by that page, whose
-                // last reference is gone.
-                unsafe { bindings::__free_pages(r.as_ptr(), order) };
-            }
-        }
-        let device = map.data().device();
-        let mut free = device.free.lock();
-        if !map.data().remove.load(Ordering::Relaxed) {
-            free.cfree += 1 << order;
-            free.push(page, order != 0);
-        }
-    }
-
-    fn migrate_to_ram(_map: &Chunk, fault: &DeviceFault<'_>) -> bindings::vm_fault_t {
-        Mirror::devmem_fault(fault)
-    }
-
-    fn folio_split(_map: &Chunk, head: FolioRef, tail: Option<FolioRef>) {
-        let Some(rpage) = backing_page(head.head()) else {
-            if let Some(tail) = tail {
-                // SAFETY: The tail is a page of our chunk being split off `head`.
-                unsafe { tail.head().set_zone_device_data(core::ptr::null_mut()) };
-            }
-            return;
-        };
-        let rfolio = rpage.folio();
-        let Some(tail) = tail else {
-            // SAFETY: `rfolio` is the backing folio owned by `head`, split alike.
-            unsafe { bindings::dmirror_split_backing_head(rfolio.as_ptr()) };
-            return;
-        };
-        // SAFETY: `tail` is being split off `head`: both are pages of the folio being split,
-        // `tail` after its head page.
-        let offset = unsafe { tail.head().index_from(head.head()) };
-        // SAFETY: `tail` is a page of `head`'s folio being split, and the backing folio
-        // has the order of that folio (`DmirrorDevice::alloc_page`), so `offset` is in it.
-        let rpage_tail = unsafe { rfolio.page(offset) };
-        // SAFETY: The head's owner slot holds its reference during the split; the tail's
-        // slot gets a copy of the pointer below, with this new reference.
-        unsafe { owner::dup(rpage.zone_device_data()) };
-        // SAFETY: `tail` is being split off `head`; `rpage_tail` is the matching page of the
-        // backing folio, which the driver owns.
-        unsafe {
-            bindings::dmirror_split_backing_tail(
-                head.as_ptr(),
-                tail.as_ptr(),
-                rpage_tail.as_ptr(),
-                rpage.zone_device_data(),
-            )
-        };
-    }
 }

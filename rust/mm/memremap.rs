@@ -10,9 +10,9 @@
 //! [`DevPagemap::from_page`]. `memunmap_pages()` waits for every page of the
 //! chunk to be freed, so the owner must evict the pages before dropping it.
 
-use crate::{
+use crate::mm::{
     bindings,
-    page::{FolioRef, PageRef},
+    folio::{FolioRef, PageRef},
 };
 use kernel::{ffi::c_void, mm::virt::VmaRef, page::PAGE_SHIFT, prelude::*, types::Opaque};
 
@@ -36,14 +36,14 @@ pub(crate) enum ChunkKind {
 /// The `dev_pagemap_ops` callbacks, as safe functions on the chunk data.
 pub(crate) trait PagemapOps: Sized + Send + Sync {
     /// `folio_free`: the last reference to a device folio was dropped.
-    fn folio_free(map: &DevPagemap<Self>, folio: FolioRef);
+    fn folio_free(map: &DevPagemap<Self>, folio: FolioRef<'_>);
 
     /// `migrate_to_ram`: a CPU fault on a device-private page.
     fn migrate_to_ram(map: &DevPagemap<Self>, fault: &DeviceFault<'_>) -> bindings::vm_fault_t;
 
     /// `folio_split`: `head` is being split, `tail` is a new tail folio or
     /// `None` at the end.
-    fn folio_split(map: &DevPagemap<Self>, head: FolioRef, tail: Option<FolioRef>);
+    fn folio_split(map: &DevPagemap<Self>, head: FolioRef<'_>, tail: Option<FolioRef<'_>>);
 }
 
 /// A CPU fault on a device-private page (the `struct vm_fault` that
@@ -56,12 +56,12 @@ pub(crate) trait PagemapOps: Sized + Send + Sync {
 /// `vmf->vma` is locked (mmap or per-VMA lock) and `vmf->address` is in it.
 pub(crate) struct DeviceFault<'a> {
     vmf: &'a bindings::vm_fault,
-    page: PageRef,
+    page: PageRef<'a>,
 }
 
-impl DeviceFault<'_> {
-    /// The device page that faulted.
-    pub(crate) fn page(&self) -> PageRef {
+impl<'a> DeviceFault<'a> {
+    /// The device page that faulted, locked and referenced for the callback.
+    pub(crate) fn page(&self) -> PageRef<'a> {
         self.page
     }
 
@@ -125,9 +125,15 @@ impl<T: PagemapOps> DevPagemap<T> {
         ..pin_init::zeroed()
     };
 
-    /// Reserves (private) or takes (coherent) the physical range and maps it
-    /// with `memremap_pages(pgmap, numa_node_id())`, `owner` as `pgmap->owner`.
-    pub(crate) fn new(kind: ChunkKind, owner: *const c_void, data: T) -> impl PinInit<Self, Error> {
+    /// Reserves (private, as the resource `name`) or takes (coherent) the
+    /// physical range and maps it with `memremap_pages(pgmap, numa_node_id())`,
+    /// `owner` as `pgmap->owner`. Errors are the C functions' errnos.
+    pub(crate) fn new(
+        kind: ChunkKind,
+        name: &'static CStr,
+        owner: *const c_void,
+        data: T,
+    ) -> impl PinInit<Self, Error> {
         let init = move |slot: *mut Self| -> Result {
             let (mut region, start, size, ty) = match kind {
                 ChunkKind::Private { size } => {
@@ -137,10 +143,11 @@ impl<T: PagemapOps> DevPagemap<T> {
                         bindings::request_free_mem_region(
                             &raw mut bindings::iomem_resource,
                             size,
-                            c"hmm_dmirror".as_char_ptr(),
+                            name.as_char_ptr(),
                         )
                     };
-                    if res.is_null() || kernel::error::from_err_ptr(res).is_err() {
+                    kernel::error::from_err_ptr(res)?;
+                    if res.is_null() {
                         return Err(ENOMEM);
                     }
                     // SAFETY: `res` is a valid resource returned above.
@@ -185,7 +192,7 @@ impl<T: PagemapOps> DevPagemap<T> {
             }
             // SAFETY: `pgmap` is fully set up, pinned and outlives the registration
             // (`PinnedDrop` unmaps it); the ops table is static.
-            let ptr = unsafe { bindings::memremap_pages(pgmap, bindings::dmirror_numa_node_id()) };
+            let ptr = unsafe { bindings::memremap_pages(pgmap, bindings::rust_mm_numa_node_id()) };
             let ret = if ptr.is_null() {
                 Err(EFAULT)
             } else {
@@ -211,14 +218,28 @@ impl<T: PagemapOps> DevPagemap<T> {
     ///
     /// `page` must be a ZONE_DEVICE page whose pagemap was registered by a
     /// `DevPagemap<T>` that is still alive for `'a`.
-    pub(crate) unsafe fn from_page<'a>(page: PageRef) -> &'a Self {
+    pub(crate) unsafe fn from_page<'a>(page: PageRef<'_>) -> &'a Self {
         let pgmap = page.pgmap();
         // SAFETY: The caller guarantees `pgmap` is the `pgmap` field of a live `Self`.
         unsafe { &*kernel::container_of!(Opaque::cast_from(pgmap), Self, pgmap) }
     }
 
+    /// The pagemap of `page` if it is one of this type (same ops table),
+    /// borrowed for as long as the page: a ZONE_DEVICE page's memmap lives only
+    /// while its pagemap is registered, and a `DevPagemap` outlives its
+    /// registration (its drop unmaps first).
+    pub(crate) fn of_page<'a>(page: PageRef<'a>) -> Option<&'a Self> {
+        if !Self::owns(page) {
+            return None;
+        }
+        // SAFETY: The page is a ZONE_DEVICE page of a pagemap registered with `Self::OPS`,
+        // which only `DevPagemap<T>::new` registers, embedded in a `Self` that is alive while
+        // the page's memmap is, that is, for `'a` (see above).
+        Some(unsafe { Self::from_page(page) })
+    }
+
     /// Whether `page` belongs to a pagemap of this type (same ops table).
-    pub(crate) fn owns(page: PageRef) -> bool {
+    pub(crate) fn owns(page: PageRef<'_>) -> bool {
         if !page.is_zone_device() {
             return false;
         }

@@ -7,13 +7,20 @@
 //! the lock is held; the unlocked variant takes it itself. [`HmmPfn`] decodes
 //! the output entries (pure bit arithmetic).
 
-use crate::{
+use crate::mm::{
     bindings,
-    notifier::{IntervalNotifier, IntervalOps},
-    page::PageRef,
+    folio::PageRef,
+    mmap::MmapRead,
+    mmu_notifier::{IntervalNotifier, IntervalOps},
 };
 use core::marker::PhantomData;
-use kernel::{error::to_result, ffi::c_void, mm::MmapReadGuard, page::PAGE_SHIFT, prelude::*};
+use kernel::{
+    error::to_result,
+    ffi::c_void,
+    page::PAGE_SHIFT,
+    prelude::*,
+    sync::{Mutex, MutexGuard},
+};
 
 /// Pages per window, as the C driver's on-stack `pfns[32]`.
 pub(crate) const MAX_PAGES: usize = 32;
@@ -31,40 +38,51 @@ pub(crate) const REQ_WRITE: usize = bindings::hmm_pfn_flags_HMM_PFN_REQ_WRITE;
 /// `HMM_PFN_ORDER_SHIFT`.
 const ORDER_SHIFT: u32 = bindings::hmm_pfn_flags_HMM_PFN_ORDER_SHIFT as u32;
 
-/// One output entry of `hmm_range_fault()`.
+/// One output entry of `hmm_range_fault()`, read under a [`Validated`]
+/// user lock that keeps its page mapped for `'a`.
+///
+/// # Invariants
+///
+/// `raw` is an output entry of a range whose notifier sequence was still
+/// current under the notifier's user lock, which is held for `'a`: a valid
+/// entry's page stays mapped (hence a memmap page) for `'a`, since an
+/// invalidation of it must take that lock first.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct HmmPfn(pub(crate) usize);
+pub(crate) struct HmmPfn<'a> {
+    raw: usize,
+    _lock: PhantomData<&'a ()>,
+}
 
-impl HmmPfn {
+impl<'a> HmmPfn<'a> {
     /// `HMM_PFN_VALID` is set.
     pub(crate) const fn is_valid(self) -> bool {
-        self.0 & PFN_VALID != 0
+        self.raw & PFN_VALID != 0
     }
 
     /// `HMM_PFN_WRITE` is set.
     pub(crate) const fn is_write(self) -> bool {
-        self.0 & PFN_WRITE != 0
+        self.raw & PFN_WRITE != 0
     }
 
     /// `HMM_PFN_ERROR` is set.
     pub(crate) const fn is_error(self) -> bool {
-        self.0 & PFN_ERROR != 0
+        self.raw & PFN_ERROR != 0
     }
 
     /// `hmm_pfn_to_map_order()`.
     pub(crate) const fn map_order(self) -> u32 {
-        ((self.0 >> ORDER_SHIFT) & 0x1f) as u32
+        ((self.raw >> ORDER_SHIFT) & 0x1f) as u32
     }
 
-    /// `hmm_pfn_to_page()`, for a valid entry of a range whose notifier
-    /// sequence is still current (checked under the user lock).
-    pub(crate) fn page(self) -> Option<PageRef> {
+    /// `hmm_pfn_to_page()` of a valid entry, borrowed for as long as the
+    /// validated user lock is held.
+    pub(crate) fn page(self) -> Option<PageRef<'a>> {
         if !self.is_valid() {
             return None;
         }
-        // SAFETY: A valid entry encodes the pfn of a mapped page; the caller uses it only
-        // while `read_retry` says the range is unchanged.
-        unsafe { PageRef::from_raw(bindings::dmirror_hmm_pfn_to_page(self.0)) }
+        // SAFETY: A valid entry encodes the pfn of a page that stays mapped for `'a` (type
+        // invariants).
+        unsafe { PageRef::from_raw(bindings::rust_mm_hmm_pfn_to_page(self.raw)) }
     }
 
     /// [`page`](Self::page) for the entry of the address `addr`, which works around
@@ -74,7 +92,7 @@ impl HmmPfn {
     /// starts inside such a PMD got the pages of its start. For an entry of a
     /// mapping of order `n` of a folio of that order (naturally aligned), the page
     /// is the folio's page at `addr`'s offset, whether the pfn is right or not.
-    pub(crate) fn page_at(self, addr: usize) -> Option<PageRef> {
+    pub(crate) fn page_at(self, addr: usize) -> Option<PageRef<'a>> {
         let page = self.page()?;
         let order = self.map_order();
         if order == 0 {
@@ -98,7 +116,31 @@ impl HmmPfn {
 pub(crate) struct HmmRange<'a> {
     range: bindings::hmm_range,
     pfns: [kernel::ffi::c_ulong; MAX_PAGES],
+    /// The notifier's user lock ([`IntervalOps::lock`]), by address.
+    user_lock: *const c_void,
     _notifier: PhantomData<&'a ()>,
+}
+
+/// The user lock of a range's notifier, held, with the range's sequence
+/// still current under it: the entries of that range may be read with their
+/// pages ([`HmmRange::pfns`]) for as long as it lives.
+///
+/// # Invariants
+///
+/// `guard` holds the user lock of the notifier `notifier`, and
+/// `mmu_interval_read_retry(notifier, seq)` was false under it.
+pub(crate) struct Validated<'m, S> {
+    guard: MutexGuard<'m, S>,
+    notifier: *mut bindings::mmu_interval_notifier,
+    seq: usize,
+}
+
+impl<S> core::ops::Deref for Validated<'_, S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.guard
+    }
 }
 
 impl<'a> HmmRange<'a> {
@@ -115,10 +157,12 @@ impl<'a> HmmRange<'a> {
             dev_private_owner: owner.cast_mut(),
             ..Default::default()
         };
+        let user_lock: *const Mutex<T::State> = T::lock(notifier.data());
         // INVARIANT: `notifier` is inserted and borrowed for `'a`; the window is empty.
         Self {
             range,
             pfns: [0; MAX_PAGES],
+            user_lock: user_lock.cast(),
             _notifier: PhantomData,
         }
     }
@@ -156,15 +200,26 @@ impl<'a> HmmRange<'a> {
     pub(crate) fn read_retry(&self) -> bool {
         // SAFETY: By the type invariants the notifier is inserted.
         unsafe {
-            bindings::dmirror_mmu_interval_read_retry(self.range.notifier, self.range.notifier_seq)
+            bindings::rust_mm_mmu_interval_read_retry(self.range.notifier, self.range.notifier_seq)
         }
     }
 
-    /// `hmm_range_fault()` with the mmap lock of the notifier's mm held for read.
-    pub(crate) fn fault(&mut self, _mmap_lock: &MmapReadGuard<'_>) -> Result {
+    /// `hmm_range_fault()` with the mmap lock of the notifier's mm held for read
+    /// (`lock`); `EINVAL` if `lock` locks another mm.
+    ///
+    /// The check makes the lock a proof: formerly any mm's `MmapReadGuard` was
+    /// accepted, and `hmm_range_fault()` would have walked the notifier's mm
+    /// without its lock.
+    pub(crate) fn fault(&mut self, lock: &MmapRead<'_>) -> Result {
+        // SAFETY: By the type invariants the notifier is inserted, so its `mm` is set and
+        // grabbed until it is removed, which cannot happen while it is borrowed for `'a`.
+        let mm = unsafe { (*self.range.notifier).mm };
+        if !core::ptr::eq(mm, lock.mm().as_raw()) {
+            return Err(EINVAL);
+        }
         self.range.hmm_pfns = self.pfns.as_mut_ptr();
         // SAFETY: The range is valid (type invariants), `hmm_pfns` has room for the
-        // window, and the caller holds the mmap read lock (the guard).
+        // window, and the mmap lock of the notifier's mm is held for read (checked above).
         to_result(unsafe { bindings::hmm_range_fault(&mut self.range) })
     }
 
@@ -177,10 +232,72 @@ impl<'a> HmmRange<'a> {
         to_result(unsafe { bindings::hmm_range_fault_unlocked_timeout(&mut self.range, timeout) })
     }
 
-    /// The output entries of the window.
-    pub(crate) fn pfns(&self) -> impl Iterator<Item = HmmPfn> + '_ {
-        self.pfns[..self.npages().min(MAX_PAGES)]
+    /// Takes the notifier's user lock `lock` and checks the sequence under it
+    /// (`mmu_interval_read_retry()`): `Ok(None)` if an invalidation bumped it
+    /// since [`HmmRange::read_begin`], `EINVAL` if `lock` is not the
+    /// notifier's user lock.
+    pub(crate) fn validate<'m, S>(&self, lock: &'m Mutex<S>) -> Result<Option<Validated<'m, S>>> {
+        if !core::ptr::eq(core::ptr::from_ref(lock).cast(), self.user_lock) {
+            return Err(EINVAL);
+        }
+        let guard = lock.lock();
+        if self.read_retry() {
+            return Ok(None);
+        }
+        // INVARIANT: `lock` is the notifier's user lock (checked above), held, and the
+        // sequence is current under it.
+        Ok(Some(Validated {
+            guard,
+            notifier: self.range.notifier,
+            seq: self.range.notifier_seq,
+        }))
+    }
+
+    /// The output entries of the window, with their pages borrowed from the
+    /// validated lock `v`; `EINVAL` if `v` validated another range or sequence.
+    ///
+    /// Before, the entries (and their pages) could be read whether or not the
+    /// sequence was checked under the user lock.
+    pub(crate) fn pfns<'g, S>(
+        &'g self,
+        v: &'g Validated<'_, S>,
+    ) -> Result<impl Iterator<Item = HmmPfn<'g>> + 'g> {
+        if v.notifier != self.range.notifier || v.seq != self.range.notifier_seq {
+            return Err(EINVAL);
+        }
+        // INVARIANT: `v` holds the user lock of this range's notifier with this range's
+        // sequence current, for `'g`.
+        Ok(self.pfns[..self.npages().min(MAX_PAGES)]
             .iter()
-            .map(|&p| HmmPfn(p))
+            .map(|&raw| HmmPfn {
+                raw,
+                _lock: PhantomData,
+            }))
+    }
+}
+
+#[kernel::macros::kunit_tests(hmm_dmirror_rs_mm_hmm)]
+mod tests {
+    use super::*;
+
+    fn entry(raw: usize) -> HmmPfn<'static> {
+        HmmPfn {
+            raw,
+            _lock: PhantomData,
+        }
+    }
+
+    #[test]
+    fn entry_flags() {
+        let e = entry(PFN_VALID | PFN_WRITE | (9 << ORDER_SHIFT) | (0x1234 << PAGE_SHIFT));
+        assert!(e.is_valid());
+        assert!(e.is_write());
+        assert!(!e.is_error());
+        assert_eq!(e.map_order(), 9);
+        let e = entry(PFN_ERROR);
+        assert!(e.is_error());
+        assert!(!e.is_valid());
+        assert!(e.page().is_none());
+        assert_eq!(entry(0).map_order(), 0);
     }
 }
