@@ -120,7 +120,7 @@ echo "$accel" >"$dir/accelerator"
 log "guest running under $accel with $VM_CPUS vCPUs, -smp $(vm_smp) (console: $console)"
 
 status=finished
-vcpus=
+declare -A vcpu_secs=()
 # What an earlier run left must not speak for this one.
 rm -f "$dir/info.txt" "$dir/cpus"
 SECONDS=0
@@ -131,13 +131,16 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
 		stop_qemu
 		break
 	fi
-	# The last sample with vCPU threads: an exiting QEMU (still alive for
-	# kill -0) has joined them already, and its empty sample says nothing.
-	sample=$(vcpu_seconds)
-	[ -z "$sample" ] || vcpus=$sample
+	# Each vCPU thread's latest figure: an exiting QEMU (still alive for
+	# kill -0) may have joined some or all of them already, and a thread
+	# missing from one sample was not missing from the run.
+	for sample in $(vcpu_seconds); do
+		vcpu_secs[${sample%%=*}]=${sample#*=}
+	done
 	sleep 2
 done
 wait "$qemu_pid" 2>/dev/null || true
+vcpus=$(for name in "${!vcpu_secs[@]}"; do echo "$name=${vcpu_secs[$name]}"; done | sort | xargs)
 trap - EXIT
 grep -q '^@@DONE' "$channel" || { [ "$status" = hung ] || status=crashed; }
 echo "$status" >"$dir/guest-status"
