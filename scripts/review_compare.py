@@ -352,8 +352,10 @@ COVERAGE_RULES = {
     "nothing to count": "no added line has code of its own (comments, declarations, "
                         "braces, removed lines only)",
     "not measured": "not C code of a counted object (headers only count where a counted "
-                    "object inlines them; Rust is never counted)",
+                    "object inlines them; Rust and the test programs are never counted)",
 }
+# Files outside the kernel image and its modules: test programs, tools.
+NOT_KERNEL = ("tools/", "samples/", "Documentation/", "scripts/", "usr/")
 COVERAGE_ORDER = ("not run", "ran", "nothing to count", "not measured", "not built in this config")
 RUST_NOTE = ("Rust code is not covered by gcov: the Rust driver and any .rs file "
              "are not measured; the suites run against it count only the kernel's "
@@ -564,7 +566,7 @@ def classify_hunk(hunk, built, per_suite):
     per_suite: {suite: {line: count}} of the hunk's file, or None when no
     counted object has the file's lines."""
     res = {"class": None, "suites": [], "counted": 0, "run": 0, "not_run_lines": []}
-    if hunk["file"].endswith(".rs"):
+    if hunk["file"].endswith(".rs") or hunk["file"].startswith(NOT_KERNEL):
         res["class"] = "not measured"
         return res
     if hunk["file"].endswith((".c", ".S")) and not built:

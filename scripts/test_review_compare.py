@@ -351,6 +351,8 @@ class ReviewTests(unittest.TestCase):
                          "not measured")
         self.assertEqual(rc.classify_hunk(dict(hunk, file="rust/kernel/mm.rs"), True, {})["class"],
                          "not measured")
+        self.assertEqual(rc.classify_hunk(dict(hunk, file="tools/testing/selftests/mm/hmm-tests.c"),
+                                          False, None)["class"], "not measured")
 
     def test_cov_real_gcov(self):
         """A program built with the host gcc's --coverage stands in for the
