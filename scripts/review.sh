@@ -109,6 +109,13 @@ abs_list() {
 	for p in "$@"; do abs+=("$(realpath "$p")"); done
 	echo "${abs[*]:-}"
 }
+# The patches as the report shows them: relative to the repository when
+# they are in it, so that a report names no path of this machine.
+shown_list() {
+	local p shown=()
+	for p in "$@"; do shown+=("${p#"$REPO_ROOT"/}"); done
+	echo "${shown[*]:-}"
+}
 # shellcheck disable=SC2086 # lists of files
 BASE_PATCHES=$(abs_list $BASE_PATCHES)
 # shellcheck disable=SC2086
@@ -461,8 +468,10 @@ write_manifest() {
 rerun_cmd="make review"
 [ -z "$KSRC" ] || rerun_cmd+=" KSRC=$KSRC"
 [ -z "$REVIEW_BASE" ] || rerun_cmd+=" REVIEW_BASE=$REVIEW_BASE REVIEW_HEAD=$REVIEW_HEAD"
-[ -z "$BASE_PATCHES" ] || rerun_cmd+=" BASE_PATCHES=\"$BASE_PATCHES\""
-[ -z "$PATCHES" ] || rerun_cmd+=" PATCHES=\"$PATCHES\""
+# shellcheck disable=SC2086 # the patch lists split into paths
+[ -z "$BASE_PATCHES" ] || rerun_cmd+=" BASE_PATCHES=\"$(shown_list $BASE_PATCHES)\""
+# shellcheck disable=SC2086
+[ -z "$PATCHES" ] || rerun_cmd+=" PATCHES=\"$(shown_list $PATCHES)\""
 rerun_cmd+=" REVIEW=$REVIEW PAIRS=$PAIRS RERUNS=$RERUNS DRIVERS=\"$DRIVERS\""
 [ -z "${REVIEW_SUITES:-}" ] || rerun_cmd+=" REVIEW_SUITES=\"$REVIEW_SUITES\""
 [ "$BENCH_DRIVERS" = "$DRIVERS" ] || rerun_cmd+=" BENCH_DRIVERS=\"$BENCH_DRIVERS\""
@@ -471,8 +480,9 @@ rerun_cmd+=" REVIEW=$REVIEW PAIRS=$PAIRS RERUNS=$RERUNS DRIVERS=\"$DRIVERS\""
 [ "$REVIEW_COVERAGE_ONLY" = 0 ] || rerun_cmd+=" REVIEW_COVERAGE_ONLY=1"
 
 meta_json() {
-	META_BASE="${base_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${BASE_PATCHES:+ + $BASE_PATCHES}${REVIEW_BASE:+ at $REVIEW_BASE}" \
-		META_HEAD="${head_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${REVIEW_HEAD:+ at $REVIEW_HEAD} + ${BASE_PATCHES:+$BASE_PATCHES }$PATCHES" \
+	# shellcheck disable=SC2086 # the patch lists split into paths
+	META_BASE="${base_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${BASE_PATCHES:+ + $(shown_list $BASE_PATCHES)}${REVIEW_BASE:+ at $REVIEW_BASE}" \
+		META_HEAD="${head_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${REVIEW_HEAD:+ at $REVIEW_HEAD} + $(shown_list $BASE_PATCHES $PATCHES)" \
 		META_RERUN="$rerun_cmd" META_RUNS="$work/runs" META_SECONDS=$SECONDS \
 		META_MODE=$REVIEW META_DRIVERS=$DRIVERS python3 -c '
 import json, os, platform

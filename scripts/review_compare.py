@@ -311,19 +311,35 @@ def series_hunks(paths):
         except OSError:
             continue
         current = None
+        old_left = new_left = 0     # lines of the current hunk still to come
         for line in lines:
+            if old_left > 0 or new_left > 0:
+                # Inside a hunk its header's counts decide, so that "-- "
+                # (the mail signature) or a blank line after it is no change.
+                kind = line[:1] or " "
+                if kind == "+":
+                    hunks[-1]["added"] += 1
+                    new_left -= 1
+                elif kind == "-":
+                    hunks[-1]["removed"] += 1
+                    old_left -= 1
+                elif kind == "\\":
+                    pass            # "\ No newline at end of file"
+                else:
+                    old_left -= 1
+                    new_left -= 1
+                continue
             if line.startswith("+++ "):
                 name = line[4:].split("\t")[0].strip()
                 current = name[2:] if name.startswith("b/") else name
                 continue
             m = HUNK.match(line)
             if m and current:
+                old_left = int(m.group(2) or 1)
+                new_left = int(m.group(4) or 1)
                 hunks.append({"patch": os.path.basename(path), "file": current,
-                              "line": int(m.group(3)), "lines": int(m.group(4) or 1),
+                              "line": int(m.group(3)), "lines": new_left,
                               "function": func_of(m.group(5)), "added": 0, "removed": 0})
-                continue
-            if hunks and current and line[:1] in "+-" and not line.startswith(("+++", "---")):
-                hunks[-1]["added" if line[0] == "+" else "removed"] += 1
     return hunks
 
 

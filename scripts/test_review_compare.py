@@ -288,6 +288,18 @@ class ReviewTests(unittest.TestCase):
                                   "lines": 10, "function": "migrate_vma_collect_pmd",
                                   "added": 4, "removed": 1}])
 
+    def test_series_hunks_signature_and_blank_lines(self):
+        # git format-patch ends with "-- " and the git version; a blank
+        # line after the last hunk (or one a mailer stripped of its space)
+        # is no change either.
+        patch = os.path.join(self.dir, "t.patch")
+        with open(patch, "w", encoding="utf-8") as f:
+            f.write("Subject: [PATCH] x\n---\n--- a/mm/hmm.c\n+++ b/mm/hmm.c\n"
+                    "@@ -10,2 +10,2 @@ static int f(void)\n a\n-b\n+c\n"
+                    "-- \n2.47.3\n\n")
+        hunks = rc.series_hunks([patch])
+        self.assertEqual([(h["added"], h["removed"], h["lines"]) for h in hunks], [(1, 1, 2)])
+
     def test_long_names_fit_80_columns(self):
         long = [("device_private." + "x" * 120, "not ok")]
         res, text, code = self.review([self.run_("b", "base", tests=[(long[0][0], "ok")]),
