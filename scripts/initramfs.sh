@@ -12,6 +12,8 @@
 #  - COHERENT=1 (default): load the drivers with spm_addr_dev0/1 inside the
 #    RAM that scripts/run-vm.sh reserves with memmap=, so that the
 #    device-coherent /dev/hmm_dmirror2 and 3 exist. COHERENT=0: private only.
+#  - KFLAVOR=cov: a "coverage" line, so that qemu/init resets the gcov
+#    counters before each suite and sends the .gcda files after it.
 #  - PROFILE_TESTS="a,b" (scripts/profile.sh): every suite runs under
 #    qemu/profile-run, once per test with --only <test>, and the host's perf
 #    (with its shared libraries) goes into the image.
@@ -98,6 +100,8 @@ for suite in $SUITES; do
 	args=$(suite_args "$suite")
 	echo "suite $suite $(suite_timeout "$suite") $wrapper/bin/$suite${excluded}${args:+ $args} ${SUITE_ARGS:-}" >>"$plan"
 done
+
+[ "$KFLAVOR" != cov ] || echo coverage >>"$plan"
 
 image=$OUT/$KFLAVOR/initramfs.cpio.gz
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$image"

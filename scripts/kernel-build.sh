@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Usage: [KSRC=...] [PATCHES=...] [KFLAVOR=normal|debug] scripts/kernel-build.sh [--help]
+# Usage: [KSRC=...] [PATCHES=...] [KFLAVOR=normal|debug|kasan|profile|cov]
+#        [COV_OBJECTS="mm/migrate_device.o ..."] scripts/kernel-build.sh [--help]
 #
 # Configures and builds the guest kernel (bzImage and modules, among them the
 # upstream C reference lib/test_hmm.ko) and prints the build folder.
-# Config: 'make tinyconfig', then qemu/kernel.config (and, for KFLAVOR=debug,
-# qemu/kernel-debug.config) merged on top, then 'make olddefconfig'; every
-# option of the fragments is then checked to have really ended up so.
+# Config: 'make tinyconfig', then qemu/kernel.config (and, for another
+# KFLAVOR, qemu/kernel-$KFLAVOR.config) merged on top, then 'make
+# olddefconfig'; every option of the fragments is then checked to have really
+# ended up so. KFLAVOR=cov compiles the objects of COV_OBJECTS with gcov's
+# counters (scripts/lib.sh); the build folder is keyed by them too.
 # The build folder lives in the cache, keyed by source tree, fragments and
 # toolchain. For the pinned package tree (immutable) a finished build is never
 # rebuilt; a user's KSRC tree gets an incremental make each time.
@@ -15,6 +18,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 maybe_help "$0" "$@"
 require_toolchain
+[ "$KFLAVOR" != cov ] || [ -n "$(cov_objects)" ] ||
+	die "KFLAVOR=cov needs COV_OBJECTS (the objects to count, e.g. COV_OBJECTS=mm/migrate_device.o)"
 
 src=$("$REPO_ROOT/scripts/kernel-source.sh")
 build=$(kernel_build_dir)

@@ -42,7 +42,8 @@ run_logged() {
 }
 
 # The make variables that select the Debian rustc (with std sources) over
-# rustup's, bindgen from the cache and the PyPI libclang.
+# rustup's, bindgen from the cache and the PyPI libclang. KFLAVOR=cov adds
+# GCOV_PROFILE_<name>.o=y for each object of COV_OBJECTS (cov_objects).
 kernel_make_vars() {
 	printf '%s\n' \
 		RUSTC=/usr/bin/rustc \
@@ -50,6 +51,34 @@ kernel_make_vars() {
 		HOSTRUSTC=/usr/bin/rustc \
 		CLIPPY_DRIVER=/usr/bin/clippy-driver \
 		"BINDGEN=$BINDGEN_DIR/bin/bindgen"
+	[ "$KFLAVOR" != cov ] || cov_profile_vars
+}
+
+# --- Coverage (KFLAVOR=cov) ---------------------------------------------------
+#
+# COV_OBJECTS: the kernel objects (paths in the tree, e.g.
+# "mm/migrate_device.o mm/huge_memory.o") that the cov kernel compiles with
+# gcov's counters; qemu/kernel-cov.config turns on CONFIG_GCOV_KERNEL. kbuild
+# reads GCOV_PROFILE_<stem>.o per object (scripts/Makefile.lib, stem = the
+# file name without directory and suffix); given on make's command line it
+# reaches every directory's sub-make, so no Makefile of the tree is edited.
+# An object of the same file name in another directory is profiled too
+# (harmless: only the series' files are read).
+COV_OBJECTS=${COV_OBJECTS:-}
+cov_objects() {
+	local o
+	for o in $COV_OBJECTS; do
+		case "$o" in
+		*.o) printf '%s\n' "$o" ;;
+		*) die "COV_OBJECTS: '$o' is not an object (expected e.g. mm/migrate_device.o)" ;;
+		esac
+	done | sort -u
+}
+cov_profile_vars() {
+	local o
+	while read -r o; do
+		[ -z "$o" ] || printf 'GCOV_PROFILE_%s=y\n' "$(basename "$o")"
+	done < <(cov_objects)
 }
 export LIBCLANG_PATH=$LIBCLANG_DIR/clang/native
 
@@ -88,8 +117,9 @@ maybe_help() {
 #
 # KSRC: a user's own kernel tree (default: Debian's linux-source package,
 # unpacked into the cache). PATCHES: space-separated patch files applied, in
-# order, to a copy of that tree. KFLAVOR: normal, debug, kasan (C only) or
-# profile (perf events, make profile) (config fragment
+# order, to a copy of that tree. KFLAVOR: normal, debug, kasan (C only),
+# profile (perf events, make profile) or cov (gcov counters in COV_OBJECTS,
+# make review) (config fragment
 # qemu/kernel-$KFLAVOR.config on top of qemu/kernel.config).
 KSRC=${KSRC:-}
 PATCHES=${PATCHES:-}
@@ -137,6 +167,7 @@ kernel_build_dir() {
 	key=$({
 		realpath -m "$src"
 		kernel_fragments | xargs cat
+		[ "$KFLAVOR" != cov ] || cov_objects
 		/usr/bin/rustc --version 2>/dev/null || true
 		echo "$BINDGEN_VERSION $LIBCLANG_VERSION"
 	} | sha256_of_stdin)

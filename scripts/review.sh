@@ -4,7 +4,7 @@
 #        [REVIEW_BASE=ref REVIEW_HEAD=ref] [REVIEW=quick|full] [PAIRS=N]
 #        [RERUNS=3] [DRIVERS="rust c"] [REVIEW_FORCE=1] [FAIL_INCONCLUSIVE=1]
 #        [REVIEW_CHECK_ONLY=1] [REVIEW_SUITES=...] [BENCH_DRIVERS=...]
-#        scripts/review.sh [--help]
+#        [REVIEW_COVERAGE=0|1] [REVIEW_COVERAGE_ONLY=1] scripts/review.sh [--help]
 #
 # make review: what a kernel patch series changes, base against head.
 #  - base: the pinned tree (or KSRC) plus BASE_PATCHES (patches on both
@@ -30,9 +30,17 @@
 #    whose result differs is booted RERUNS more times on each side.
 #  - Performance: PAIRS base/head boot pairs in ABBA order, each one round
 #    of each driver of dmirror_bench --full (quick: short settings, BENCH_ARGS).
-#  - REVIEW=quick (default): normal kernel, PAIRS=2. REVIEW=full: normal
-#    and debug kernels, PAIRS=3 and an A-vs-A pair of base boots, the
-#    benchmark's full settings.
+#  - Coverage of the series (REVIEW_COVERAGE=1, the default of REVIEW=full):
+#    the head kernel built again with gcov's counters in the objects of the
+#    series' C files (KFLAVOR=cov, COV_OBJECTS) and booted once with every
+#    suite (or REVIEW_SUITES) and driver; the counters, reset before each
+#    suite, are mapped to the series' hunks (ran, by which suites / not run /
+#    not built in this config). Rust code is not covered by gcov.
+#    REVIEW_COVERAGE_ONLY=1: only this (no base, no comparison), into
+#    OUT/review-coverage/coverage.txt and coverage.json.
+#  - REVIEW=quick (default): normal kernel, PAIRS=2, no coverage. REVIEW=full:
+#    normal and debug kernels, PAIRS=3 and an A-vs-A pair of base boots, the
+#    benchmark's full settings, coverage.
 # scripts/review_compare.py decides (rules in its --help and in the report)
 # and writes OUT/review/review.txt and review.json; the boots' folders stay in
 # OUT/review/runs/. Exit: 0 no regression shown, 1 regression, 2 could not
@@ -48,14 +56,18 @@ BASE_PATCHES=${BASE_PATCHES:-}
 REVIEW_BASE=${REVIEW_BASE:-}
 REVIEW_HEAD=${REVIEW_HEAD:-}
 REVIEW_FORCE=${REVIEW_FORCE:-0}
+REVIEW_COVERAGE_ONLY=${REVIEW_COVERAGE_ONLY:-0}
+REVIEW_COVERAGE_SET=${REVIEW_COVERAGE:-}
 case "$REVIEW" in
 quick)
+	REVIEW_COVERAGE=${REVIEW_COVERAGE:-0}
 	PAIRS=${PAIRS:-2}
 	REVIEW_FLAVORS=${REVIEW_FLAVORS:-normal}
 	BENCH_ARGS=${BENCH_ARGS:---full --max-mib 16 --time-scale 0.25}
 	AA_PAIRS=0
 	;;
 full)
+	REVIEW_COVERAGE=${REVIEW_COVERAGE:-1}
 	PAIRS=${PAIRS:-3}
 	REVIEW_FLAVORS=${REVIEW_FLAVORS:-normal debug}
 	BENCH_ARGS=${BENCH_ARGS:---full}
@@ -96,6 +108,13 @@ abs_list() {
 	local p abs=()
 	for p in "$@"; do abs+=("$(realpath "$p")"); done
 	echo "${abs[*]:-}"
+}
+# The patches as the report shows them: relative to the repository when
+# they are in it, so that a report names no path of this machine.
+shown_list() {
+	local p shown=()
+	for p in "$@"; do shown+=("${p#"$REPO_ROOT"/}"); done
+	echo "${shown[*]:-}"
 }
 # shellcheck disable=SC2086 # lists of files
 BASE_PATCHES=$(abs_list $BASE_PATCHES)
@@ -191,7 +210,10 @@ head_src=$(on_side head "$REPO_ROOT/scripts/kernel-source.sh") ||
 	die "the head tree could not be made (see above)"
 
 declare -A build rust_ok
+# REVIEW_COVERAGE_ONLY=1 needs no base kernel: nothing is compared.
+[ "$REVIEW_COVERAGE_ONLY" = 0 ] || REVIEW_FLAVORS=normal
 for flavor in $REVIEW_FLAVORS; do
+	[ "$REVIEW_COVERAGE_ONLY" = 0 ] || break
 	log "building the base $flavor kernel (cached when built before)"
 	build[base.$flavor]=$(on_side base env KFLAVOR="$flavor" "$REPO_ROOT/scripts/kernel-build.sh") ||
 		{ log "stopped: the base $flavor kernel does not build (see above); exit 2"; exit 2; }
@@ -235,7 +257,9 @@ code_notes=()
 code_changed=0
 scratch=$work/objs
 mkdir -p "$scratch"
-bdir=${build[base.normal]:-${build[base.${REVIEW_FLAVORS%% *}]}}
+bdir=${build[base.normal]:-${build[base.${REVIEW_FLAVORS%% *}]:-}}
+checked_files=$series_files
+[ "$REVIEW_COVERAGE_ONLY" = 0 ] || checked_files=
 while read -r f; do
 	[ -n "$f" ] || continue
 	case "$f" in
@@ -282,14 +306,14 @@ while read -r f; do
 		code_changed=1
 		;;
 	esac
-done <<<"$series_files"
+done <<<"$checked_files"
 for n in "${code_notes[@]}"; do log "code: ${n%%|*}: ${n#*|}"; done
 if [ "${REVIEW_CHECK_ONLY:-0}" = 1 ]; then
 	log "REVIEW_CHECK_ONLY=1: request checked, built code $([ "$code_changed" = 1 ] && echo changed || echo unchanged); nothing booted, nothing written"
 	exit 0
 fi
 skip=0
-if [ "$code_changed" = 0 ]; then
+if [ "$code_changed" = 0 ] && [ "$REVIEW_COVERAGE_ONLY" = 0 ]; then
 	if [ "$REVIEW_FORCE" = 1 ]; then
 		log "no built code changed; REVIEW_FORCE=1: the full path anyway"
 	else
@@ -300,7 +324,7 @@ fi
 
 # --- 4. Boots --------------------------------------------------------------
 
-if [ "$skip" = 0 ]; then
+if [ "$skip" = 0 ] && [ "$REVIEW_COVERAGE_ONLY" = 0 ]; then
 	for flavor in $REVIEW_FLAVORS; do
 		log "building the head $flavor kernel"
 		build[head.$flavor]=$(on_side head env KFLAVOR="$flavor" "$REPO_ROOT/scripts/kernel-build.sh") ||
@@ -355,6 +379,59 @@ boot() {
 	printf '%s\n' "$name $kside $tside $flavor" >>"$runs_list"
 }
 
+# run_coverage: the head kernel with gcov's counters in the objects of the
+# series' C files (KFLAVOR=cov), booted once with every suite (or
+# REVIEW_SUITES) and driver; sets cov_json, the manifest's "coverage".
+cov_json=null
+run_coverage() {
+	local objs=() f cbuild rc=0 out=$work/build-cov drivers=$DRIVERS dest=$work/runs/coverage/cov
+	local suite_env=()
+	while read -r f; do
+		case "$f" in
+		tools/* | samples/* | Documentation/* | scripts/* | usr/*) ;;
+		*.c | *.S) objs+=("${f%.*}.o") ;;
+		esac
+	done <<<"$series_files"
+	if [ ${#objs[@]} -eq 0 ]; then
+		cov_json='{"not_measured": "the series changes no C file of the kernel"}'
+		return
+	fi
+	log "coverage: building the head kernel with gcov counters in ${objs[*]} (KFLAVOR=cov, cached when built before)"
+	if ! cbuild=$(on_side head env KFLAVOR=cov COV_OBJECTS="${objs[*]}" "$REPO_ROOT/scripts/kernel-build.sh"); then
+		cov_json='{"not_measured": "the head kernel with gcov counters (KFLAVOR=cov) did not build (see the review log)"}'
+		return
+	fi
+	case " $drivers " in
+	*" rust "*)
+		on_side head env KFLAVOR=cov COV_OBJECTS="${objs[*]}" OUT="$out" \
+			"$REPO_ROOT/scripts/build-module.sh" >"$logdir/module-head-cov.log" 2>&1 || {
+			log "coverage: the Rust module does not build against the cov kernel; C driver only"
+			drivers=${drivers//rust/}
+		}
+		;;
+	esac
+	[ -z "${REVIEW_SUITES:-}" ] || suite_env=(SUITES="$REVIEW_SUITES")
+	mkdir -p "$out/cov" "$dest"
+	rm -f "$out/cov/guest-status"
+	log "boot coverage: head kernel with counters, drivers $drivers${REVIEW_SUITES:+, suites $REVIEW_SUITES}"
+	on_side head env KFLAVOR=cov COV_OBJECTS="${objs[*]}" OUT="$out" DRIVERS="$drivers" "${suite_env[@]}" \
+		"$REPO_ROOT/scripts/run-vm.sh" >"$logdir/coverage.log" 2>&1 || rc=$?
+	if [ ! -f "$out/cov/guest-status" ]; then
+		tail -n 20 "$logdir/coverage.log" >&2
+		log "coverage: the boot failed before its guest ran (rc=$rc)"
+		cov_json='{"not_measured": "the coverage boot failed before its guest ran (logs/coverage.log)"}'
+		return
+	fi
+	for f in results console.log channel.log qemu.log dmesg.txt guest-status accelerator info.txt kernel.config; do
+		[ ! -e "$out/cov/$f" ] || mv "$out/cov/$f" "$dest/"
+	done
+	log "boot coverage: guest $(cat "$dest/guest-status")"
+	cov_json=$(python3 -c 'import json, sys
+print(json.dumps({"build": sys.argv[1], "out": sys.argv[2], "head_src": sys.argv[3],
+                  "guest": open(sys.argv[4]).read().strip(), "objects": sys.argv[5:]}))' \
+		"$cbuild" "$dest" "$head_src" "$dest/guest-status" "${objs[@]}")
+}
+
 write_manifest() {
 	local stage=$1
 	python3 - "$runs_list" "$work/manifest.json" "$stage" <<-'EOF'
@@ -364,7 +441,8 @@ write_manifest() {
 		work = os.path.dirname(dest)
 		m = {"flavors": env["REVIEW_FLAVORS"].split(), "functional": [],
 		     "bench": {"pairs": [], "aa": []}, "status": json.loads(env["REVIEW_STATUS"]),
-		     "skip": json.loads(env["REVIEW_SKIP"]), "coverage": None,
+		     "skip": json.loads(env["REVIEW_SKIP"]),
+		     "coverage": json.loads(env.get("REVIEW_COVERAGE_JSON", "null")),
 		     "meta": json.loads(env["REVIEW_META"]),
 		     "patches": env.get("REVIEW_PATCH_FILES", "").split(),
 		     "objects": [dict(zip(("file", "result"), n.split("|", 1)))
@@ -390,16 +468,21 @@ write_manifest() {
 rerun_cmd="make review"
 [ -z "$KSRC" ] || rerun_cmd+=" KSRC=$KSRC"
 [ -z "$REVIEW_BASE" ] || rerun_cmd+=" REVIEW_BASE=$REVIEW_BASE REVIEW_HEAD=$REVIEW_HEAD"
-[ -z "$BASE_PATCHES" ] || rerun_cmd+=" BASE_PATCHES=\"$BASE_PATCHES\""
-[ -z "$PATCHES" ] || rerun_cmd+=" PATCHES=\"$PATCHES\""
+# shellcheck disable=SC2086 # the patch lists split into paths
+[ -z "$BASE_PATCHES" ] || rerun_cmd+=" BASE_PATCHES=\"$(shown_list $BASE_PATCHES)\""
+# shellcheck disable=SC2086
+[ -z "$PATCHES" ] || rerun_cmd+=" PATCHES=\"$(shown_list $PATCHES)\""
 rerun_cmd+=" REVIEW=$REVIEW PAIRS=$PAIRS RERUNS=$RERUNS DRIVERS=\"$DRIVERS\""
 [ -z "${REVIEW_SUITES:-}" ] || rerun_cmd+=" REVIEW_SUITES=\"$REVIEW_SUITES\""
 [ "$BENCH_DRIVERS" = "$DRIVERS" ] || rerun_cmd+=" BENCH_DRIVERS=\"$BENCH_DRIVERS\""
 [ "$REVIEW_FORCE" = 0 ] || rerun_cmd+=" REVIEW_FORCE=1"
+[ -z "${REVIEW_COVERAGE_SET:-}" ] || rerun_cmd+=" REVIEW_COVERAGE=$REVIEW_COVERAGE"
+[ "$REVIEW_COVERAGE_ONLY" = 0 ] || rerun_cmd+=" REVIEW_COVERAGE_ONLY=1"
 
 meta_json() {
-	META_BASE="${base_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${BASE_PATCHES:+ + $BASE_PATCHES}${REVIEW_BASE:+ at $REVIEW_BASE}" \
-		META_HEAD="${head_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${REVIEW_HEAD:+ at $REVIEW_HEAD} + ${BASE_PATCHES:+$BASE_PATCHES }$PATCHES" \
+	# shellcheck disable=SC2086 # the patch lists split into paths
+	META_BASE="${base_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${BASE_PATCHES:+ + $(shown_list $BASE_PATCHES)}${REVIEW_BASE:+ at $REVIEW_BASE}" \
+		META_HEAD="${head_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${REVIEW_HEAD:+ at $REVIEW_HEAD} + $(shown_list $BASE_PATCHES $PATCHES)" \
 		META_RERUN="$rerun_cmd" META_RUNS="$work/runs" META_SECONDS=$SECONDS \
 		META_MODE=$REVIEW META_DRIVERS=$DRIVERS python3 -c '
 import json, os, platform
@@ -438,6 +521,25 @@ print(json.dumps({"reason": "every object the series touches that this config bu
 REVIEW_PATCH_FILES=$PATCHES
 REVIEW_CODE_NOTES=$(printf '%s\n' "${code_notes[@]}")
 export REVIEW_FLAVORS REVIEW_PATCH_FILES REVIEW_CODE_NOTES
+
+# REVIEW_COVERAGE_ONLY=1: the coverage boot and its report, nothing else.
+if [ "$REVIEW_COVERAGE_ONLY" = 1 ]; then
+	run_coverage
+	REVIEW_COVERAGE_JSON=$cov_json REVIEW_STATUS='{}' REVIEW_SKIP=null REVIEW_META=$(meta_json) \
+		write_manifest coverage
+	final=$work/review-coverage
+	rc=0
+	python3 "$REPO_ROOT/scripts/review_compare.py" --coverage-only "$work/manifest.json" "$final" || rc=$?
+	case "$rc" in 0 | 2) ;; *) die "review_compare.py failed (rc=$rc)" ;; esac
+	[ ! -d "$work/runs" ] || mv "$work/runs" "$final/runs"
+	mv "$logdir" "$final/logs"
+	sed "s|$work/runs|$OUT/review-coverage/runs|g" "$work/manifest.json" >"$final/manifest.json"
+	rm -rf "$OUT/review-coverage"
+	mv "$final" "$OUT/review-coverage"
+	log "coverage took ${SECONDS}s; report: $OUT/review-coverage/coverage.txt (exit $rc)"
+	exit "$rc"
+fi
+
 if [ "$skip" = 0 ]; then
 	for flavor in $REVIEW_FLAVORS; do
 		first=()
@@ -469,7 +571,15 @@ if [ "$skip" = 0 ]; then
 		done
 	done
 	((AA_PAIRS == 0)) || boot "bench-aa" base base "$flavor" "${bench_env[@]}" DRIVERS="$BENCH_DRIVERS"
+	if [ "$REVIEW_COVERAGE" = 1 ]; then
+		run_coverage
+	else
+		cov_json='{"not_measured": "REVIEW=quick (REVIEW=full or REVIEW_COVERAGE=1 measures it)"}'
+	fi
+else
+	cov_json='{"not_measured": "no built code changed"}'
 fi
+export REVIEW_COVERAGE_JSON=$cov_json
 
 # --- 5. The report -----------------------------------------------------------
 

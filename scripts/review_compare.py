@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Usage: scripts/review_compare.py [--help] [--fail-inconclusive] MANIFEST OUTDIR
        scripts/review_compare.py --differing MANIFEST
+       scripts/review_compare.py --coverage-only MANIFEST OUTDIR
 
 The decision core of 'make review' (scripts/review.sh): reads MANIFEST (JSON,
 written by review.sh), which names the pipeline output folders of every boot
@@ -35,6 +36,14 @@ moves the same way (>= 2 pairs) and the median change exceeds the noise floor
 same row in the A-vs-A pairs); otherwise 'no difference shown', or
 'inconclusive' when the floor is above 25 % or one pair alone moved more than
 the floor.
+Coverage of the series (gcov, the head kernel of KFLAVOR=cov, one boot; the
+counters reset before each suite), per hunk, from the lines it adds at their
+place in the head tree:
+  ran                 an added line with code ran in a suite (the suites named)
+  not run             the added lines with code have count 0 in every suite
+  not built           the file's object is not built in the head's config
+  nothing to count    no added line has code of its own
+  not measured        not C code of a counted object; Rust is never counted
 """
 
 import argparse
@@ -42,6 +51,7 @@ import json
 import math
 import os
 import re
+import shutil
 import statistics
 import sys
 import textwrap
@@ -301,19 +311,35 @@ def series_hunks(paths):
         except OSError:
             continue
         current = None
+        old_left = new_left = 0     # lines of the current hunk still to come
         for line in lines:
+            if old_left > 0 or new_left > 0:
+                # Inside a hunk its header's counts decide, so that "-- "
+                # (the mail signature) or a blank line after it is no change.
+                kind = line[:1] or " "
+                if kind == "+":
+                    hunks[-1]["added"] += 1
+                    new_left -= 1
+                elif kind == "-":
+                    hunks[-1]["removed"] += 1
+                    old_left -= 1
+                elif kind == "\\":
+                    pass            # "\ No newline at end of file"
+                else:
+                    old_left -= 1
+                    new_left -= 1
+                continue
             if line.startswith("+++ "):
                 name = line[4:].split("\t")[0].strip()
                 current = name[2:] if name.startswith("b/") else name
                 continue
             m = HUNK.match(line)
             if m and current:
+                old_left = int(m.group(2) or 1)
+                new_left = int(m.group(4) or 1)
                 hunks.append({"patch": os.path.basename(path), "file": current,
-                              "line": int(m.group(3)), "lines": int(m.group(4) or 1),
+                              "line": int(m.group(3)), "lines": new_left,
                               "function": func_of(m.group(5)), "added": 0, "removed": 0})
-                continue
-            if hunks and current and line[:1] in "+-" and not line.startswith(("+++", "---")):
-                hunks[-1]["added" if line[0] == "+" else "removed"] += 1
     return hunks
 
 
@@ -324,6 +350,380 @@ def func_of(context):
         return m.group(1)
     context = context.strip()
     return f"(after label {context[:-1]})" if context.endswith(":") else context[:30]
+
+
+# --- Coverage of the series (gcov) -------------------------------------------
+#
+# The head kernel of KFLAVOR=cov counts every line of the objects the series
+# touches (GCOV_PROFILE_<name>.o=y); qemu/init resets the counters before each
+# suite and sends the .gcda files after it (results/<driver>/<suite>.gcov/).
+# Here each suite's counts are read with the host's gcov (the compiler that
+# built the kernel) against the build's .gcno files and mapped to the series'
+# hunks: the lines each hunk adds, at their place in the head tree.
+
+COVERAGE_RULES = {
+    "ran": "an added line with code ran in a suite (counters reset before each suite)",
+    "not run": "the added lines with code have count 0 in every suite",
+    "not built in this config": "the file's object is not built in the head's config",
+    "nothing to count": "no added line has code of its own (comments, declarations, "
+                        "braces, removed lines only)",
+    "not measured": "not C code of a counted object (headers only count where a counted "
+                    "object inlines them; Rust and the test programs are never counted)",
+}
+# Files outside the kernel image and its modules: test programs, tools.
+NOT_KERNEL = ("tools/", "samples/", "Documentation/", "scripts/", "usr/")
+COVERAGE_ORDER = ("not run", "ran", "nothing to count", "not measured", "not built in this config")
+RUST_NOTE = ("Rust code is not covered by gcov: the Rust driver and any .rs file "
+             "are not measured; the suites run against it count only the kernel's "
+             "C code they reach.")
+MBOX_FROM = re.compile(r"^From [0-9a-f]{40} |^From \S+@\S+ .*\d{4}$")
+
+
+def diff_hunks(paths):
+    """The hunks of the patch files (plain or mbox), in series order:
+    [{patch, unit, file, old_start, old_len, new_start, new_len, function,
+    body: [(tag, text)]}]. unit numbers the patches (one per file, one per
+    message of an mbox): a later unit's line numbers are after the earlier
+    ones."""
+    hunks, unit = [], -1
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        unit += 1
+        seen_diff, current, h, left = False, None, None, (0, 0)
+        for line in lines:
+            if MBOX_FROM.match(line) and seen_diff:
+                unit += 1
+                seen_diff, current, h = False, None, None
+                continue
+            if h is not None and (left[0] > 0 or left[1] > 0):
+                tag, text = line[:1] or " ", line[1:]
+                if tag == "\\":
+                    continue
+                if tag not in " +-":
+                    h = None
+                else:
+                    h["body"].append((tag, text))
+                    left = (left[0] - (tag in " -"), left[1] - (tag in " +"))
+                    continue
+            if line.startswith("+++ "):
+                name = line[4:].split("\t")[0].strip()
+                current = None if name == "/dev/null" else (name[2:] if name.startswith("b/") else name)
+                seen_diff = True
+                continue
+            m = HUNK.match(line)
+            if m and current:
+                h = {"patch": os.path.basename(path), "unit": unit, "file": current,
+                     "old_start": int(m.group(1)),
+                     "old_len": int(m.group(2)) if m.group(2) is not None else 1,
+                     "new_start": int(m.group(3)),
+                     "new_len": int(m.group(4)) if m.group(4) is not None else 1,
+                     "function": func_of(m.group(5)), "body": []}
+                left = (h["old_len"], h["new_len"])
+                hunks.append(h)
+    return hunks
+
+
+def added_lines(h):
+    """[(line in the hunk's new file, text)] of the lines the hunk adds."""
+    out, n = [], h["new_start"]
+    for tag, text in h["body"]:
+        if tag == "+":
+            out.append((n, text))
+        if tag in " +":
+            n += 1
+    return out
+
+
+def map_line(line, later):
+    """Where line (of a file after one patch) is after a later patch's
+    hunks on that file (sorted), or None when that patch removes it."""
+    shift = 0
+    for h in sorted(later, key=lambda x: x["old_start"]):
+        if h["old_len"] == 0:
+            if line <= h["old_start"]:
+                break
+            shift += h["new_len"]
+            continue
+        if line < h["old_start"]:
+            break
+        if line >= h["old_start"] + h["old_len"]:
+            shift += h["new_len"] - h["old_len"]
+            continue
+        o, n = h["old_start"], h["new_start"]
+        for tag, _ in h["body"]:
+            if tag == " ":
+                if o == line:
+                    return n
+                o, n = o + 1, n + 1
+            elif tag == "-":
+                if o == line:
+                    return None
+                o += 1
+            else:
+                n += 1
+        return None
+    return line + shift
+
+
+def locate(run, text_lines, expected):
+    """The head line of a run of added lines: expected when the head file
+    (text_lines, 0-based list) has them there, else the nearest place that
+    has the same run (the patch applied with an offset), else None."""
+    texts = [t for _, t in run]
+    k = len(texts)
+
+    def at(start):
+        return text_lines[start - 1:start - 1 + k] == texts
+
+    if expected is not None and at(expected):
+        return expected
+    found = [s for s in range(1, len(text_lines) - k + 2) if at(s)]
+    if not found:
+        return None
+    return min(found, key=lambda s: abs(s - (expected or 0)))
+
+
+def head_hunks(paths, head_src=None):
+    """The series' hunks with their added lines at their place in the head
+    tree: [{patch, file, function, added, removed, line, lines: [(head line or
+    None, text)], position}]. position: 'as in the patch', 'moved (patch
+    applied with an offset)' or 'not found in the head tree'."""
+    hunks = diff_hunks(paths)
+    out = []
+    cache = {}
+    for i, h in enumerate(hunks):
+        later_units = sorted({x["unit"] for x in hunks[i + 1:] if x["unit"] > h["unit"] and x["file"] == h["file"]})
+        text = None
+        if head_src:
+            if h["file"] not in cache:
+                try:
+                    with open(os.path.join(head_src, h["file"]), encoding="utf-8", errors="replace") as f:
+                        cache[h["file"]] = f.read().splitlines()
+                except OSError:
+                    cache[h["file"]] = None
+            text = cache[h["file"]]
+        lines, position = [], "as in the patch"
+        # Runs of consecutive added lines, mapped through the later patches.
+        runs, prev = [], None
+        for n, t in added_lines(h):
+            if prev is not None and n == prev + 1:
+                runs[-1].append((n, t))
+            else:
+                runs.append([(n, t)])
+            prev = n
+        for run in runs:
+            mapped = []
+            for n, t in run:
+                m = n
+                for u in later_units:
+                    if m is None:
+                        break
+                    m = map_line(m, [x for x in hunks if x["unit"] == u and x["file"] == h["file"]])
+                mapped.append((m, t))
+            if text is not None:
+                start = locate(run, text, mapped[0][0])
+                if start is None:
+                    position = "not found in the head tree"
+                    mapped = [(None, t) for _, t in run]
+                else:
+                    if start != mapped[0][0]:
+                        position = "moved (patch applied with an offset)"
+                    mapped = [(start + j, t) for j, (_, t) in enumerate(run)]
+            lines += mapped
+        removed = sum(1 for tag, _ in h["body"] if tag == "-")
+        first = next((n for n, _ in lines if n), None)
+        out.append({"patch": h["patch"], "file": h["file"], "function": h["function"],
+                    "added": len(lines), "removed": removed,
+                    "replaced": sum(1 for n, _ in lines if n is None) if position != "not found in the head tree" else 0,
+                    "line": first or h["new_start"], "lines": lines, "position": position})
+    return out
+
+
+def gcov_counts(gcno, gcda, gcov="gcov"):
+    """{source file as compiled: {line: count}} of one object's counters,
+    read by the host's gcov (JSON format) from copies of its .gcno and
+    .gcda."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        stem = os.path.splitext(os.path.basename(gcno))[0]
+        shutil.copyfile(gcno, os.path.join(tmp, stem + ".gcno"))
+        shutil.copyfile(gcda, os.path.join(tmp, stem + ".gcda"))
+        p = subprocess.run([gcov, "--json-format", "--stdout", "-o", tmp, stem + ".gcda"],
+                           cwd=tmp, capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        raise RuntimeError(f"gcov failed on {gcda}: {p.stderr.strip()[:300]}")
+    counts = {}
+    for doc in p.stdout.splitlines():
+        doc = doc.strip()
+        if not doc:
+            continue
+        for f in json.loads(doc).get("files", []):
+            per = counts.setdefault(os.path.normpath(f["file"]), {})
+            for ln in f.get("lines", []):
+                per[ln["line_number"]] = per.get(ln["line_number"], 0) + ln["count"]
+    return counts
+
+
+def same_source(compiled, tree_file):
+    """Whether a file name as the compiler saw it is the tree's file."""
+    c = compiled.replace(os.sep, "/")
+    return c == tree_file or c.endswith("/" + tree_file)
+
+
+def classify_hunk(hunk, built, per_suite):
+    """The coverage class of one hunk (from head_hunks), with the suites
+    that ran it and the lines counted/run.
+    built: False when the file is C whose object the head does not build;
+    per_suite: {suite: {line: count}} of the hunk's file, or None when no
+    counted object has the file's lines."""
+    res = {"class": None, "suites": [], "counted": 0, "run": 0, "not_run_lines": []}
+    if hunk["file"].endswith(".rs") or hunk["file"].startswith(NOT_KERNEL):
+        res["class"] = "not measured"
+        return res
+    if hunk["file"].endswith((".c", ".S")) and not built:
+        res["class"] = "not built in this config"
+        return res
+    if per_suite is None:
+        res["class"] = "not measured"
+        return res
+    lines = [n for n, _ in hunk["lines"] if n is not None]
+    counted = [n for n in lines if any(n in c for c in per_suite.values())]
+    res["counted"] = len(counted)
+    if not counted:
+        res["class"] = "nothing to count"
+        return res
+    ran = [n for n in counted if any(c.get(n, 0) > 0 for c in per_suite.values())]
+    res["run"] = len(ran)
+    res["not_run_lines"] = [n for n in counted if n not in ran]
+    res["suites"] = sorted(s for s, c in per_suite.items() if any(c.get(n, 0) > 0 for n in counted))
+    res["class"] = "ran" if ran else "not run"
+    return res
+
+
+def suite_gcda(results):
+    """{'driver/suite': {gcda name relative to its build folder: path}} of
+    one coverage boot's results folder."""
+    out = {}
+    if not os.path.isdir(results):
+        return out
+    for driver in sorted(os.listdir(results)):
+        ddir = os.path.join(results, driver)
+        if not os.path.isdir(ddir):
+            continue
+        for entry in sorted(os.listdir(ddir)):
+            if not entry.endswith(".gcov"):
+                continue
+            files = {}
+            for root, _, names in os.walk(os.path.join(ddir, entry)):
+                for n in names:
+                    if n.endswith(".gcda"):
+                        p = os.path.join(root, n)
+                        files[os.path.relpath(p, os.path.join(ddir, entry))] = p
+            out[f"{driver}/{entry[:-len('.gcov')]}"] = files
+    return out
+
+
+def coverage_of(cov, patches, gcov="gcov"):
+    """The coverage section (review.json 'coverage') from the manifest's
+    coverage entry: {build, out (the boot's flavor folder), objects,
+    head_src, guest}, or {not_measured: why}."""
+    if not cov:
+        return None
+    res = {"note": RUST_NOTE, "rules": COVERAGE_RULES}
+    if cov.get("not_measured"):
+        res["not_measured"] = cov["not_measured"]
+        return res
+    build = cov["build"]
+    res.update({"objects": [], "suites": [], "hunks": [], "guest": cov.get("guest", "?"),
+                "kernel": cov.get("kernel", "")})
+    log = os.path.join(cov["out"], "dmesg.txt")
+    if not os.path.exists(log):
+        log = os.path.join(cov["out"], "console.log")
+    res["reports"] = sorted(signatures_of_log(log)) if os.path.exists(log) else []
+    gcdas = suite_gcda(os.path.join(cov["out"], "results"))
+    res["suites"] = sorted(gcdas)
+    data = {}  # tree file -> {suite: {line: count}}
+    built_files = set()
+    hunks = head_hunks(patches, cov.get("head_src"))
+    series_files = {h["file"] for h in hunks}
+    for obj in cov.get("objects", []):
+        stem = obj[:-2]
+        src = stem + ".c"
+        if not os.path.exists(os.path.join(build, obj)):
+            res["objects"].append({"object": obj, "result": "not built in this config"})
+            continue
+        built_files.add(src)
+        gcno = os.path.join(build, stem + ".gcno")
+        if not os.path.exists(gcno):
+            res["objects"].append({"object": obj, "result": "built without counters (no .gcno)"})
+            continue
+        got = 0
+        for suite, files in gcdas.items():
+            gcda = next((p for rel, p in files.items() if rel == stem + ".gcda"
+                         or rel.endswith("/" + stem + ".gcda")), None)
+            if gcda is None:
+                continue
+            got += 1
+            for compiled, lines in gcov_counts(gcno, gcda, gcov).items():
+                for tree_file in series_files | {src}:
+                    if same_source(compiled, tree_file):
+                        per = data.setdefault(tree_file, {}).setdefault(suite, {})
+                        for n, c in lines.items():
+                            per[n] = per.get(n, 0) + c
+        res["objects"].append({"object": obj, "result": f"counted in {got} of {len(gcdas)} suites"})
+    for h in hunks:
+        c = classify_hunk(h, h["file"] in built_files, data.get(h["file"]))
+        res["hunks"].append({**{k: h[k] for k in ("patch", "file", "function", "added",
+                                                  "removed", "replaced", "line", "position")}, **c})
+    return res
+
+
+def render_coverage(cov, hunks_fallback):
+    lines = ["Coverage of the series"]
+    if not cov or cov.get("not_measured"):
+        why = (cov or {}).get("not_measured") or "not measured in this run"
+        lines += wrap(f"not measured: {why}. The hunks:", "  ")
+        for h in hunks_fallback[:LIST_MAX]:
+            lines += wrap(f"{h['file']}:{h['line']} {h['function']} (+{h['added']} "
+                          f"-{h['removed']}): not measured", "    ")
+        lines += wrap(RUST_NOTE, "  ")
+        return lines
+    suites = cov.get("suites", [])
+    lines += wrap(f"head kernel with gcov counters (KFLAVOR=cov), one boot, guest "
+                  f"{cov.get('guest', '?')}; counters reset before each suite; "
+                  f"suites: {', '.join(suites) or 'none sent counters'}", "  ")
+    for o in cov.get("objects", []):
+        lines += wrap(f"{o['object']}: {o['result']}", "  ")
+    lines += wrap("kernel reports in this boot: " + ("; ".join(cov.get("reports", [])) or "none"), "  ")
+    for cls in COVERAGE_ORDER:
+        items = [h for h in cov.get("hunks", []) if h["class"] == cls]
+        if not items:
+            continue
+        lines += wrap(f"{cls} ({len(items)}): {COVERAGE_RULES[cls]}", "  ")
+        for h in items:
+            func = f" {h['function']}" if h["function"] else ""
+            where = f"{h['patch'][:24]} {h['file']}:{h['line']}{func} (+{h['added']} -{h['removed']})"
+            if cls == "ran":
+                detail = f"{h['run']}/{h['counted']} lines with code run, by {', '.join(h['suites'])}"
+                if h["not_run_lines"]:
+                    detail += "; not run: line " + ", ".join(str(n) for n in h["not_run_lines"])
+            elif cls == "not run":
+                detail = f"0/{h['counted']} lines with code run (lines " + \
+                    ", ".join(str(n) for n in h["not_run_lines"]) + ")"
+            else:
+                detail = ""
+            if h.get("position", "as in the patch") != "as in the patch":
+                detail += ("; " if detail else "") + h["position"]
+            if h.get("replaced"):
+                detail += ("; " if detail else "") + f"{h['replaced']} added line(s) changed again by a later patch"
+            lines += wrap(where + (f": {detail}" if detail else ""), "    ")
+    lines += wrap(RUST_NOTE, "  ")
+    return lines
 
 
 # --- The whole comparison -----------------------------------------------------
@@ -338,7 +738,8 @@ def compare(manifest, expectations):
     status = manifest.get("status", {})
     res = {"meta": manifest.get("meta", {}), "status": status, "skip": manifest.get("skip"),
            "functional": [], "reports": [], "bench": {"rows": [], "noise": None},
-           "coverage": manifest.get("coverage"), "boots": {}, "incomplete": [],
+           "coverage": coverage_of(manifest.get("coverage"), manifest.get("patches", [])),
+           "boots": {}, "incomplete": [],
            "verdict": None, "series": series_hunks(manifest.get("patches", [])),
            "objects": manifest.get("objects", [])}
     if status.get("base_build", "ok") != "ok":
@@ -526,18 +927,26 @@ def render(res, fail_inconclusive=False):
     lines.append("")
     lines += render_bench(res["bench"])
     lines.append("")
-    lines.append("Coverage of the series")
-    cov = res.get("coverage")
-    if not cov:
-        lines += wrap("not measured (make review has no GCOV flavor yet). Rust code is "
-                      "not covered by gcov in any case. The hunks:", "  ")
-        for h in res["series"][:LIST_MAX]:
-            lines += wrap(f"{h['file']}:{h['line']} {h['function']} (+{h['added']} "
-                          f"-{h['removed']}): not measured", "    ")
-    else:
-        for h in cov.get("hunks", []):
-            lines += wrap(f"{h['file']}:{h['lines']}: {h['result']}", "  ")
-        lines += wrap("Rust code is not covered by gcov.", "  ")
+    lines += render_coverage(res.get("coverage"), res["series"])
+    lines.append("")
+    lines += wrap(f"How to rerun: {meta.get('rerun', 'make review')}")
+    return "\n".join(lines) + "\n"
+
+
+def render_coverage_only(res):
+    """The report of REVIEW_COVERAGE_ONLY=1: the kernels, then the coverage."""
+    meta = res["meta"]
+    lines = wrap("make review, coverage only (REVIEW_COVERAGE_ONLY=1): no base, no "
+                 "comparison")
+    lines.append("")
+    lines += wrap(f"head: {meta.get('head', '?')}")
+    lines += wrap(f"host: {meta.get('machine', '?')}")
+    lines += wrap(f"guest: x86_64, {meta.get('guest_cpus', '?')} vCPUs, "
+                  f"{meta.get('accelerator', '?')}; drivers {meta.get('drivers', '?')}")
+    if meta.get("seconds") is not None:
+        lines += wrap(f"took: {int(meta['seconds']) // 60} min {int(meta['seconds']) % 60} s")
+    lines.append("")
+    lines += render_coverage(res.get("coverage"), res["series"])
     lines.append("")
     lines += wrap(f"How to rerun: {meta.get('rerun', 'make review')}")
     return "\n".join(lines) + "\n"
@@ -600,6 +1009,9 @@ def main():
     parser.add_argument("--fail-inconclusive", action="store_true")
     parser.add_argument("--differing", action="store_true",
                         help="print 'flavor suite...' for the suites to rerun, nothing else")
+    parser.add_argument("--coverage-only", action="store_true",
+                        help="write OUTDIR/coverage.txt and coverage.json only "
+                             "(REVIEW_COVERAGE_ONLY=1); exit 2 when no counters came back")
     parser.add_argument("--expectations", default=os.path.join(HERE, "..", "selftests", "expectations.txt"))
     args = parser.parse_args()
     with open(args.manifest, encoding="utf-8") as f:
@@ -611,6 +1023,18 @@ def main():
         return 0
     if not args.outdir:
         parser.error("OUTDIR is required")
+    if args.coverage_only:
+        cov = res.get("coverage") or {}
+        res["exit"] = 0 if cov.get("suites") and cov.get("guest") == "finished" else 2
+        text = render_coverage_only(res)
+        os.makedirs(args.outdir, exist_ok=True)
+        with open(os.path.join(args.outdir, "coverage.txt"), "w", encoding="utf-8") as f:
+            f.write(text)
+        with open(os.path.join(args.outdir, "coverage.json"), "w", encoding="utf-8") as f:
+            json.dump({k: res[k] for k in ("meta", "coverage", "series", "exit")}, f,
+                      indent=1, sort_keys=True)
+        sys.stdout.write(text)
+        return res["exit"]
     text = render(res, args.fail_inconclusive)
     res["exit"] = exit_code(res, args.fail_inconclusive)
     os.makedirs(args.outdir, exist_ok=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Usage: [KFLAVOR=normal|debug] [DRIVERS="c rust"] [SUITES=...] [ACCEL=auto|kvm|tcg]
+# Usage: [KFLAVOR=normal|debug|cov] [DRIVERS="c rust"] [SUITES=...] [ACCEL=auto|kvm|tcg]
 #        [VM_CPUS=2] [VM_TOPOLOGY=sockets|cores] [VM_TIMEOUT=seconds]
 #        [EXTRA_CMDLINE=...] scripts/run-vm.sh [--help]
 #
@@ -8,6 +8,8 @@
 # qemu/init run the plan, and splits what the guest sends on its second serial
 # port into out/<flavor>/results/<driver>/<suite>.tap (plus dmesg.txt and
 # <driver>/kmemleak.tap). The console is kept in out/<flavor>/console.log.
+# KFLAVOR=cov (with COV_OBJECTS): each suite's gcov counters land in
+# out/cov/results/<driver>/<suite>.gcov/.
 # ACCEL=auto tries KVM first and falls back to TCG when the kernel does not
 # print its banner within 20 s; where KVM cannot run this guest (KVM-PVM, no
 # writable /dev/kvm) it goes straight to TCG and says why. TCG runs one host
@@ -158,6 +160,23 @@ tr -d '\r' <"$channel" | awk -v dir="$results" '
 	/^@@/       { next }
 	file != ""  { print > file }
 '
+# Coverage boots (KFLAVOR=cov): each suite's gcov files, sent as a base64
+# tar, into results/<driver>/<suite>.gcov/ (their paths in debugfs: the
+# build folder's, under /sys/kernel/debug/gcov).
+if grep -q '^@@GCOV ' "$channel"; then
+	tr -d '\r' <"$channel" | awk -v dir="$results" '
+		/^@@GCOV /    { file = dir "/" $2 "/" $3 ".gcov.b64"; system("mkdir -p " dir "/" $2); printf "" > file; next }
+		/^@@GCOVEND / { close(file); file = ""; next }
+		file != ""    { print > file }
+	'
+	for b64 in "$results"/*/*.gcov.b64; do
+		[ -f "$b64" ] || continue
+		mkdir -p "${b64%.b64}"
+		base64 -d "$b64" | tar -xz -C "${b64%.b64}" ||
+			log "coverage: could not unpack $b64 (a suite cut short?)"
+		rm -f "$b64"
+	done
+fi
 [ -f "$results/kernel/dmesg.tap" ] && mv "$results/kernel/dmesg.tap" "$dir/dmesg.txt"
 rm -rf "$results/kernel"
 [ -f "$results/info.txt" ] && mv "$results/info.txt" "$dir/info.txt"

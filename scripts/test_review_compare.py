@@ -288,12 +288,138 @@ class ReviewTests(unittest.TestCase):
                                   "lines": 10, "function": "migrate_vma_collect_pmd",
                                   "added": 4, "removed": 1}])
 
+    def test_series_hunks_signature_and_blank_lines(self):
+        # git format-patch ends with "-- " and the git version; a blank
+        # line after the last hunk (or one a mailer stripped of its space)
+        # is no change either.
+        patch = os.path.join(self.dir, "t.patch")
+        with open(patch, "w", encoding="utf-8") as f:
+            f.write("Subject: [PATCH] x\n---\n--- a/mm/hmm.c\n+++ b/mm/hmm.c\n"
+                    "@@ -10,2 +10,2 @@ static int f(void)\n a\n-b\n+c\n"
+                    "-- \n2.47.3\n\n")
+        hunks = rc.series_hunks([patch])
+        self.assertEqual([(h["added"], h["removed"], h["lines"]) for h in hunks], [(1, 1, 2)])
+
     def test_long_names_fit_80_columns(self):
         long = [("device_private." + "x" * 120, "not ok")]
         res, text, code = self.review([self.run_("b", "base", tests=[(long[0][0], "ok")]),
                                        self.run_("h", "head", tests=long)])
         self.assertEqual(code, 1)
         self.assertTrue(all(len(line) <= 80 for line in text.splitlines()))
+
+    # -- coverage of the series (gcov) ------------------------------------
+    def write(self, rel, text):
+        path = os.path.join(self.dir, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def test_cov_hunks_through_later_patches(self):
+        # Patch 1 adds two lines at 11-12 (after line 10); patch 2, later,
+        # adds three lines above them and removes one: they move to 13-14.
+        # An mbox of two messages is two patches too.
+        p1 = self.write("1.patch", "--- a/mm/x.c\n+++ b/mm/x.c\n@@ -9,3 +9,5 @@ int f(void)\n"
+                        " a;\n b;\n+\tnew1();\n+\tnew2();\n c;\n")
+        p2 = self.write("2.patch", "--- a/mm/x.c\n+++ b/mm/x.c\n@@ -2,3 +2,5 @@ int g(void)\n"
+                        " x;\n-\told();\n+\tg1();\n+\tg2();\n+\tg3();\n y;\n"
+                        "@@ -11,2 +13,2 @@ int f(void)\n-\tnew1();\n+\tnew1b();\n \tnew2();\n")
+        hunks = rc.head_hunks([p1, p2])
+        self.assertEqual([(h["patch"], h["line"], h["lines"]) for h in hunks],
+                         [("1.patch", 14, [(None, "\tnew1();"), (14, "\tnew2();")]),
+                          ("2.patch", 3, [(3, "\tg1();"), (4, "\tg2();"), (5, "\tg3();")]),
+                          ("2.patch", 13, [(13, "\tnew1b();")])])
+        self.assertEqual([(h["added"], h["removed"], h["function"], h["replaced"]) for h in hunks],
+                         [(2, 0, "f", 1), (3, 1, "g", 0), (1, 1, "f", 0)])
+        mbox = self.write("s.mbox", "From 0123456789012345678901234567890123456789 Mon Sep 17 00:00:00 2001\n"
+                          + open(p1, encoding="utf-8").read()
+                          + "From 1123456789012345678901234567890123456789 Mon Sep 17 00:00:00 2001\n"
+                          + open(p2, encoding="utf-8").read())
+        self.assertEqual([h["lines"] for h in rc.head_hunks([mbox])], [h["lines"] for h in hunks])
+
+    def test_cov_hunk_found_where_the_patch_applied(self):
+        # The head file has 3 more lines above: patch applied with an offset.
+        p = self.write("o.patch", "--- a/mm/x.c\n+++ b/mm/x.c\n@@ -2,2 +2,3 @@ int f(void)\n"
+                       " a;\n+\tadded();\n b;\n")
+        self.write("head/mm/x.c", "1\n2\n3\n4\na;\n\tadded();\nb;\n")
+        (h,) = rc.head_hunks([p], os.path.join(self.dir, "head"))
+        self.assertEqual((h["lines"], h["position"]), ([(6, "\tadded();")],
+                                                        "moved (patch applied with an offset)"))
+        self.write("head2/mm/x.c", "a;\nb;\n")
+        (h,) = rc.head_hunks([p], os.path.join(self.dir, "head2"))
+        self.assertEqual((h["lines"], h["position"]), ([(None, "\tadded();")], "not found in the head tree"))
+
+    def test_cov_classes(self):
+        hunk = {"file": "mm/x.c", "lines": [(10, "a"), (11, "b"), (12, "}")]}
+        counts = {"rust/hmm-tests": {10: 0, 11: 0, 30: 5}, "c/hmm-tests": {10: 4, 11: 0}}
+        r = rc.classify_hunk(hunk, True, counts)
+        self.assertEqual((r["class"], r["suites"], r["counted"], r["run"], r["not_run_lines"]),
+                         ("ran", ["c/hmm-tests"], 2, 1, [11]))
+        r = rc.classify_hunk(hunk, True, {"c/hmm-tests": {10: 0, 11: 0, 30: 5}})
+        self.assertEqual((r["class"], r["suites"], r["not_run_lines"]), ("not run", [], [10, 11]))
+        self.assertEqual(rc.classify_hunk(hunk, False, None)["class"], "not built in this config")
+        self.assertEqual(rc.classify_hunk(hunk, True, {"c/x": {30: 1}})["class"], "nothing to count")
+        self.assertEqual(rc.classify_hunk(dict(hunk, file="include/linux/x.h"), True, None)["class"],
+                         "not measured")
+        self.assertEqual(rc.classify_hunk(dict(hunk, file="rust/kernel/mm.rs"), True, {})["class"],
+                         "not measured")
+        self.assertEqual(rc.classify_hunk(dict(hunk, file="tools/testing/selftests/mm/hmm-tests.c"),
+                                          False, None)["class"], "not measured")
+
+    def test_cov_real_gcov(self):
+        """A program built with the host gcc's --coverage stands in for the
+        kernel object: its .gcda in a results folder as qemu/init sends it,
+        read with the host gcov, mapped to a patch's hunks."""
+        gcc, gcov = shutil.which("gcc"), shutil.which("gcov")
+        if not gcc or not gcov:
+            self.skipTest("no host gcc/gcov (make toolchain installs them)")
+        import subprocess
+        tree = os.path.join(self.dir, "head")
+        build = os.path.join(self.dir, "build")
+        src = ("int f(int x)\n{\n\tif (x > 3)\n\t\treturn x * 2;\n\treturn x;\n}\n\n"
+               "int main(int argc, char **argv)\n{\n\t(void)argv;\n\treturn f(argc) == 123;\n}\n")
+        self.write("head/mm/x.c", src)
+        os.makedirs(os.path.join(build, "mm"))
+        subprocess.run([gcc, "-O0", "-fprofile-arcs", "-ftest-coverage", "-c",
+                        os.path.join(tree, "mm/x.c"), "-o", "mm/x.o"], cwd=build, check=True)
+        subprocess.run([gcc, "-fprofile-arcs", "mm/x.o", "-o", "x"], cwd=build, check=True)
+        subprocess.run([os.path.join(build, "x")], cwd=build, check=False)
+        gcda_dir = os.path.join(self.dir, "cov", "results", "rust", "hmm-tests.gcov",
+                                build.lstrip("/"), "mm")
+        os.makedirs(gcda_dir)
+        shutil.move(os.path.join(build, "mm", "x.gcda"), os.path.join(gcda_dir, "x.gcda"))
+        # Hunk 1: lines 3-5 (the 'if' ran, 'return x * 2' did not);
+        # hunk 2: line 10, no code; hunk 3: an object not built.
+        patch = self.write("p.patch", "--- a/mm/x.c\n+++ b/mm/x.c\n"
+                           "@@ -2,2 +2,5 @@ int f(int x)\n {\n+\tif (x > 3)\n+\t\treturn x * 2;\n"
+                           "+\treturn x;\n }\n"
+                           "@@ -6,2 +9,3 @@ int main(int argc, char **argv)\n {\n+\t(void)argv;\n"
+                           " \treturn f(argc) == 123;\n"
+                           "--- a/mm/y.c\n+++ b/mm/y.c\n@@ -1,1 +1,2 @@\n a\n+b\n")
+        cov = rc.coverage_of({"build": build, "out": os.path.join(self.dir, "cov"),
+                              "objects": ["mm/x.o", "mm/y.o"], "head_src": tree,
+                              "guest": "finished"}, [patch])
+        self.assertEqual(cov["suites"], ["rust/hmm-tests"])
+        self.assertEqual(cov["objects"], [{"object": "mm/x.o", "result": "counted in 1 of 1 suites"},
+                                          {"object": "mm/y.o", "result": "not built in this config"}])
+        got = [(h["file"], h["line"], h["class"], h["counted"], h["run"], h["not_run_lines"])
+               for h in cov["hunks"]]
+        self.assertEqual(got, [("mm/x.c", 3, "ran", 3, 2, [4]),
+                               ("mm/x.c", 10, "nothing to count", 0, 0, []),
+                               ("mm/y.c", 2, "not built in this config", 0, 0, [])])
+        text = "\n".join(rc.render_coverage(cov, []))
+        self.assertTrue(all(len(line) <= 80 for line in text.splitlines()), text)
+        text = " ".join(text.split())
+        self.assertIn("p.patch mm/x.c:3 f (+3 -0): 2/3 lines with code run, by rust/hmm-tests; "
+                      "not run: line 4", text)
+        self.assertIn("p.patch mm/y.c:2 (+1 -0)", text)
+        self.assertIn("Rust code is not covered by gcov", text)
+
+    def test_cov_not_measured(self):
+        res, text, code = self.review([self.run_("b", "base"), self.run_("h", "head")])
+        self.assertIn("Coverage of the series\n  not measured", text)
+        self.assertIn("Rust code is not covered by gcov", text)
+        self.assertEqual(code, 0)
 
 
 if __name__ == "__main__":
