@@ -11,7 +11,8 @@
  * until --time seconds are spent: the range (4 MiB, in system memory) is
  * migrated to device 0 by K threads at once (through one file, so that
  * a page another thread moved is in the mirror and counts as there); each
- * thread repeats MIGRATE_TO_DEV until it succeeds (the whole range is in the
+ * thread repeats MIGRATE_TO_DEV (which copies the range's data out, as
+ * hmm-tests does: it needs a buffer) until it succeeds (the whole range is in the
  * device's mirror, the ioctl's all-or-nothing answer) or --max-tries
  * attempts failed; a toucher thread writes one byte of every page meanwhile
  * (faulting device pages back). After the first failed attempt a SNAPSHOT
@@ -66,6 +67,22 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* One /proc/vmstat counter (0 when absent). */
+static unsigned long long vmstat_get(const char *want)
+{
+	unsigned long long val, ret = 0;
+	char name[64];
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	if (!f)
+		return 0;
+	while (fscanf(f, "%63s %llu", name, &val) == 2)
+		if (!strcmp(name, want))
+			ret = val;
+	fclose(f);
+	return ret;
+}
+
 static int dm_cmd(int fd, unsigned long req, void *addr, void *ptr,
 		  unsigned long npages, uint64_t *cpages)
 {
@@ -91,6 +108,7 @@ struct worker {
 	struct epoch *e;
 	int fd;
 	unsigned char *snap;
+	char *out;		/* MIGRATE_TO_DEV copies the range's data here */
 	/* one epoch */
 	int tries;		/* attempts until success, max_tries + 1: gave up */
 	double first_frac;	/* on the device after the first attempt */
@@ -113,7 +131,7 @@ static void *migrator(void *arg)
 	w->first_frac = 0;
 	for (int a = 1; a <= max_tries; a++) {
 		t0 = now();
-		ret = dm_cmd(w->fd, HMM_DMIRROR_MIGRATE_TO_DEV, e->buf, NULL, n, &cp);
+		ret = dm_cmd(w->fd, HMM_DMIRROR_MIGRATE_TO_DEV, e->buf, w->out, n, &cp);
 		w->busy += now() - t0;
 		if (!ret) {
 			if (a == 1)
@@ -151,7 +169,7 @@ static void *toucher(void *arg)
 
 /* cond "refs": pins every page of the range in turn, for as long as it runs. */
 static int refs_stop;
-static unsigned long refs_reads;
+static unsigned long refs_reads, refs_failed;
 static void *refs_thread(void *arg)
 {
 	struct epoch *e = arg;
@@ -162,7 +180,9 @@ static void *refs_thread(void *arg)
 			struct iovec local = { tmp, 64 * page_size };
 			struct iovec remote = { e->buf + i * page_size, 64 * page_size };
 
-			process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+			if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) !=
+			    (ssize_t)(64 * page_size))
+				refs_failed++;
 			refs_reads++;
 		}
 	}
@@ -220,6 +240,7 @@ static int run_case(int fd, bool thp, int k, bool touch)
 	unsigned long long a[NR_MDEV], b[NR_MDEV], sum[NR_MDEV] = { 0 };
 	unsigned long hist[MAX_TRIES + 2] = { 0 }, thread_epochs = 0, attempts = 0;
 	unsigned long touches = 0, to_sys_pages = 0;
+	unsigned long long hint0, numa_mig0;
 	double first_frac = 0, busy = 0, t0, wall, epoch_time = 0;
 	struct worker w[MAX_K + 1];
 	struct epoch e = { 0 };
@@ -238,10 +259,15 @@ static int run_case(int fd, bool thp, int k, bool touch)
 		w[i].e = &e;
 		w[i].fd = fd;
 		w[i].snap = malloc(e.npages);
-		if (!w[i].snap)
+		w[i].out = malloc(range_size);
+		if (!w[i].snap || !w[i].out)
 			ksft_exit_fail_msg("out of memory\n");
 	}
 	refs_stop = 0;
+	refs_reads = 0;
+	refs_failed = 0;
+	hint0 = vmstat_get("numa_hint_faults");
+	numa_mig0 = vmstat_get("numa_pages_migrated");
 	if (!strcmp(cond, "refs") &&
 	    pthread_create(&refs_tid, NULL, refs_thread, &e))
 		ksft_exit_fail_msg("pthread_create\n");
@@ -256,6 +282,8 @@ static int run_case(int fd, bool thp, int k, bool touch)
 			mdev_read(a);
 		for (i = 0; i < nt; i++) {
 			w[i].busy = 0;
+			w[i].errors = 0;
+			w[i].touches = 0;
 			if (pthread_create(&w[i].tid, NULL, i < k ? migrator : toucher, &w[i]))
 				ksft_exit_fail_msg("pthread_create\n");
 		}
@@ -318,6 +346,10 @@ static int run_case(int fd, bool thp, int k, bool touch)
 	       first_frac / thread_epochs, busy, epoch_time);
 	printf("\"wall_s\": %.6f, \"touches\": %lu, \"refs_reads\": %lu, ",
 	       wall, touches, refs_reads);
+	printf("\"refs_failed\": %lu, \"numa_hint_faults\": %llu, ",
+	       refs_failed, vmstat_get("numa_hint_faults") - hint0);
+	printf("\"numa_pages_migrated\": %llu, ",
+	       vmstat_get("numa_pages_migrated") - numa_mig0);
 	printf("\"errors\": %d, \"data_ok\": %d, \"to_sys_pages\": %lu, \"mdev\": %s",
 	       errors, !bad, to_sys_pages, have_mdev ? "{" : "null");
 	for (i = 0; have_mdev && i < NR_MDEV; i++)
@@ -327,8 +359,10 @@ static int run_case(int fd, bool thp, int k, bool touch)
 		printf("%s%lu", i > 1 ? ", " : "", hist[i]);
 	printf("]}\n");
 	fflush(stdout);
-	for (i = 0; i < nt; i++)
+	for (i = 0; i < nt; i++) {
 		free(w[i].snap);
+		free(w[i].out);
+	}
 	munmap(e.buf, range_size);
 	return ret;
 }

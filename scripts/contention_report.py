@@ -122,6 +122,13 @@ def tables(cases, commit, command):
                 row += [pct(ca[k]) for k, _ in UNMAP]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        lines.append("Over these cases: %d NUMA hinting faults, %d pages migrated by "
+                     "NUMA balancing; %d `process_vm_readv()` calls of the refs "
+                     "thread (%d short or failed)." % tuple(
+                         sum(c.get(k, 0) for c in cs) for k in
+                         ("numa_hint_faults", "numa_pages_migrated",
+                          "refs_reads", "refs_failed")))
+        lines.append("")
         lines.append("#### Condition `%s`: what each caller policy costs" % cond)
         lines.append("")
         maxt = cs[0]["max_tries"] if cs else 16
