@@ -7,19 +7,20 @@
  * A case is (variant 4k or thp, K threads, CPU toucher or not) under one
  * condition of the guest (--cond: base; numa: NUMA balancing on, the range
  * filled on the other node; refs: a thread keeps taking references to the
- * range's pages with process_vm_readv(), a FOLL_PIN GUP). A case runs epochs
- * until --time seconds are spent: the range (4 MiB, in system memory) is
- * migrated to device 0 by K threads at once (through one file, so that
- * a page another thread moved is in the mirror and counts as there); each
- * thread repeats MIGRATE_TO_DEV (which copies the range's data out, as
- * hmm-tests does: it needs a buffer) until it succeeds (the whole range is in the
- * device's mirror, the ioctl's all-or-nothing answer) or --max-tries
- * attempts failed; a toucher thread writes one byte of every page meanwhile
- * (faulting device pages back). After the first failed attempt a SNAPSHOT
- * tells how much of the range is on the device (what an accept-partial
- * caller gets). The epoch ends when every thread is done; the main thread
- * then reads /proc/vmstat's mdev_* events (patches/experiments/0001; absent
- * on a stock kernel) and migrates the range back, outside the measurement.
+ * range's pages with vmsplice() and pins them with gup_test, see
+ * refs_thread()). A case runs epochs until --time seconds are spent: the
+ * range (4 MiB, in system memory) is migrated to device 0 by K threads at
+ * once (through one file, so that a page another thread moved is in the
+ * mirror and counts as there); each thread repeats MIGRATE_TO_DEV (which
+ * copies the range's data out to a buffer, as hmm-tests does) until it
+ * succeeds (the whole range is in the device's mirror, the ioctl's
+ * all-or-nothing answer) or --max-tries attempts failed; a toucher thread
+ * writes one byte of every page meanwhile (faulting device pages back).
+ * After the first failed attempt a SNAPSHOT tells how much of the range is
+ * on the device (what an accept-partial caller gets). The epoch ends when
+ * every thread is done; the main thread then reads /proc/vmstat's mdev_*
+ * events (patches/experiments/0001; absent on a stock kernel) and migrates
+ * the range back, outside the measurement.
  *
  * Output: one line per case, "# CONT {json}" (a KTAP diagnostic), that
  * scripts/contention_report.py turns into the tables of docs/contention.md.
@@ -45,6 +46,7 @@
 
 #include "kselftest.h"
 #include <lib/test_hmm_uapi.h>
+#include <mm/gup_test.h>
 #include "../selftests/dmirror_mdev_counters.h"
 
 #define TWO_MB		(2UL << 20)
@@ -167,25 +169,61 @@ static void *toucher(void *arg)
 	return NULL;
 }
 
-/* cond "refs": pins every page of the range in turn, for as long as it runs. */
+/*
+ * cond "refs": takes references to every page of the range in turn, for as
+ * long as it runs: vmsplice() of REFS_CHUNK pages into a pipe (a reference
+ * on each page, FOLL_GET, held until the pipe is read), then gup_test's
+ * PIN_BASIC_TEST over the same pages (FOLL_PIN and unpin, when debugfs has
+ * gup_test).
+ */
+#define REFS_CHUNK	16
 static int refs_stop;
-static unsigned long refs_reads, refs_failed;
+static unsigned long refs_ops, refs_failed;
 static void *refs_thread(void *arg)
 {
 	struct epoch *e = arg;
-	char *tmp = malloc(64 * page_size);
+	size_t len = REFS_CHUNK * page_size;
+	char *tmp = malloc(len);
+	int pipefd[2], gup_fd;
 
-	while (tmp && !__atomic_load_n(&refs_stop, __ATOMIC_RELAXED)) {
-		for (unsigned long i = 0; i < e->npages; i += 64) {
-			struct iovec local = { tmp, 64 * page_size };
-			struct iovec remote = { e->buf + i * page_size, 64 * page_size };
+	if (!tmp || pipe(pipefd)) {
+		free(tmp);
+		refs_failed++;
+		return NULL;
+	}
+	gup_fd = open("/sys/kernel/debug/gup_test", O_RDWR);
+	while (!__atomic_load_n(&refs_stop, __ATOMIC_RELAXED)) {
+		for (unsigned long i = 0; i < e->npages; i += REFS_CHUNK) {
+			struct iovec iov = { e->buf + i * page_size, len };
+			struct gup_test gup = {
+				.addr = (uintptr_t)iov.iov_base,
+				.size = len,
+				.nr_pages_per_call = REFS_CHUNK,
+				.gup_flags = 1,	/* FOLL_WRITE */
+			};
+			ssize_t got = vmsplice(pipefd[1], &iov, 1, 0);
 
-			if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) !=
-			    (ssize_t)(64 * page_size))
+			if (got != (ssize_t)len)
 				refs_failed++;
-			refs_reads++;
+			while (got > 0) {
+				ssize_t r = read(pipefd[0], tmp, got);
+
+				if (r <= 0)
+					break;
+				got -= r;
+			}
+			refs_ops++;
+			if (gup_fd < 0)
+				continue;
+			if (ioctl(gup_fd, PIN_BASIC_TEST, &gup))
+				refs_failed++;
+			refs_ops++;
 		}
 	}
+	if (gup_fd >= 0)
+		close(gup_fd);
+	close(pipefd[0]);
+	close(pipefd[1]);
 	free(tmp);
 	return NULL;
 }
@@ -264,7 +302,7 @@ static int run_case(int fd, bool thp, int k, bool touch)
 			ksft_exit_fail_msg("out of memory\n");
 	}
 	refs_stop = 0;
-	refs_reads = 0;
+	refs_ops = 0;
 	refs_failed = 0;
 	hint0 = vmstat_get("numa_hint_faults");
 	numa_mig0 = vmstat_get("numa_pages_migrated");
@@ -344,8 +382,8 @@ static int run_case(int fd, bool thp, int k, bool touch)
 	       thread_epochs, attempts, max_tries);
 	printf("\"first_frac_mean\": %.6f, \"busy_s\": %.6f, \"epoch_s\": %.6f, ",
 	       first_frac / thread_epochs, busy, epoch_time);
-	printf("\"wall_s\": %.6f, \"touches\": %lu, \"refs_reads\": %lu, ",
-	       wall, touches, refs_reads);
+	printf("\"wall_s\": %.6f, \"touches\": %lu, \"refs_ops\": %lu, ",
+	       wall, touches, refs_ops);
 	printf("\"refs_failed\": %lu, \"numa_hint_faults\": %llu, ",
 	       refs_failed, vmstat_get("numa_hint_faults") - hint0);
 	printf("\"numa_pages_migrated\": %llu, ",

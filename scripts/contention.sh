@@ -9,8 +9,9 @@
 # the mdev_* vmstat events of patches/experiments/0001, NUMA balancing),
 # boots it once on a 2-CPU guest with two emulated NUMA nodes
 # (numa=fake=2), runs bench/dmirror_contention --full against each driver
-# of DRIVERS for the conditions CONDS (base; refs: a thread pinning the
-# range's pages with process_vm_readv(); numa: NUMA balancing on) with
+# of DRIVERS for the conditions CONDS (base; refs: a thread taking
+# references to the range's pages with vmsplice() and pinning them with
+# gup_test; numa: NUMA balancing on) with
 # CONT_TIME seconds per case, and writes OUT/contention/results.json and the
 # tables (scripts/contention_report.py; --doc rewrites the generated part of
 # docs/contention.md).

@@ -123,11 +123,11 @@ def tables(cases, commit, command):
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
         lines.append("Over these cases: %d NUMA hinting faults, %d pages migrated by "
-                     "NUMA balancing; %d `process_vm_readv()` calls of the refs "
-                     "thread (%d short or failed)." % tuple(
+                     "NUMA balancing; %d reference operations of the refs thread "
+                     "(`vmsplice()` + read, gup_test pin), %d short or failed." % tuple(
                          sum(c.get(k, 0) for c in cs) for k in
                          ("numa_hint_faults", "numa_pages_migrated",
-                          "refs_reads", "refs_failed")))
+                          "refs_ops", "refs_failed")))
         lines.append("")
         lines.append("#### Condition `%s`: what each caller policy costs" % cond)
         lines.append("")
