@@ -87,6 +87,62 @@ def causes(c):
     return out
 
 
+def summary(cases):
+    """Missed pages by cause against K: every case of a condition, both
+    drivers and variants summed, as a share of the requested pages that
+    were not collected or not unmapped."""
+    lines = ["#### Missed pages by cause against K",
+             "",
+             "Per condition, K and toucher, summed over both drivers and both "
+             "variants: the requested pages that `migrate_vma_setup()` did not "
+             "collect or not unmap (`missed`, % of requested), and how the missed "
+             "pages split by cause (% of missed). `first-attempt fail` is the "
+             "share of thread-epochs that an all-or-nothing caller counts as a "
+             "failure (its first attempt left a page of the range off the "
+             "device); `retry N fail` the share still failing after N retries; "
+             "`partial got` what an accept-partial caller has on the device "
+             "after its first attempt (% of the range), all over the "
+             "thread-epochs of the row.",
+             ""]
+    keys = [k for k, _ in COLLECT] + ["other"] + [k for k, _ in UNMAP]
+    head = ["cond", "K", "touch", "requested", "missed %"] + \
+        [n for _, n in COLLECT] + ["other"] + [n for _, n in UNMAP] + \
+        ["first-attempt fail %", "retry 3 fail %", "retry 15 fail %", "partial got %"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    groups = {}
+    for c in cases:
+        if not c.get("mdev"):
+            continue
+        groups.setdefault((c["cond"], c["k"], c["touch"]), []).append(c)
+    for (cond, k, touch) in sorted(groups):
+        cs = groups[(cond, k, touch)]
+        tot = {key: 0 for key in keys}
+        req = unm = 0
+        first_fail = total = fail3 = fail15 = 0
+        got = 0.0
+        for c in cs:
+            m = c["mdev"]
+            req += m["mdev_requested"]
+            unm += m["mdev_unmapped"]
+            for key, _ in COLLECT + UNMAP:
+                tot[key] += m[key]
+            tot["other"] += sum(m[x] for x in OTHER_COLLECT)
+            total += sum(c["tries_hist"])
+            first_fail += sum(c["tries_hist"]) - c["tries_hist"][0]
+            fail3 += sum(c["tries_hist"]) - sum(c["tries_hist"][:4])
+            fail15 += sum(c["tries_hist"]) - sum(c["tries_hist"][:16])
+            got += c["first_frac_mean"] * sum(c["tries_hist"])
+        missed = req - unm
+        row = [cond, str(k), "yes" if touch else "no", str(req),
+               pct(missed / req if req else 0)]
+        row += [pct(tot[key] / missed if missed else 0) for key in keys]
+        row += [pct(x / total if total else 0) for x in (first_fail, fail3, fail15, got)]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
+
+
 def tables(cases, commit, command):
     lines = []
     if command:
@@ -94,6 +150,7 @@ def tables(cases, commit, command):
                      "`scripts/contention_report.py` from `out/contention/results.json`." %
                      (command, " at commit `%s`" % commit if commit else ""))
         lines.append("")
+    lines += summary(cases)
     for cond in sorted({c["cond"] for c in cases}):
         cs = sorted((c for c in cases if c["cond"] == cond),
                     key=lambda c: (c["driver"], c["variant"], c["touch"], c["k"]))
