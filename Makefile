@@ -82,4 +82,4 @@ docs-tables: ## Rewrite the generated tables of docs/ from out/ (after make chec
 clean: ## Remove out/ (the cache outside the repository stays).
 	rm -rf out
 
-.PHONY: help run check stress bench review profile repro toolchain kernel-source kernel module tests initramfs vm report lint docs-check docs-tables clean
+.PHONY: help run check stress bench review profile contention repro toolchain kernel-source kernel module tests initramfs vm report lint docs-check docs-tables clean
