@@ -14,12 +14,13 @@ SCRIPTS := $(CURDIR)/scripts
 help: ## This list.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo
-	@echo "Variables: KSRC=/path/to/linux  PATCHES=\"a.patch b.mbox\"  KFLAVOR=normal|debug|kasan|profile"
+	@echo "Variables: KSRC=/path/to/linux  PATCHES=\"a.patch b.mbox\"  KFLAVOR=normal|debug|kasan|profile|contention"
 	@echo "           DRIVERS=\"c rust\"  SUITES=\"hmm-tests dmirror_abi\"  ACCEL=auto|kvm|tcg"
 	@echo "           VM_CPUS=2 (the guest's CPUs; fewer online fails the run)"
 	@echo "           HMM_CACHE (default ~/.cache/hmm-dmirror-rs)  OUT (default ./out)"
 	@echo "  review:  PATCHES=  BASE_PATCHES=  REVIEW=quick|full  PAIRS=  RERUNS=  REVIEW_BASE= REVIEW_HEAD="
 	@echo "           REVIEW_FORCE=1  FAIL_INCONCLUSIVE=1"
+	@echo "  contention: CONDS=base,refs,numa  CONT_TIME=2 (seconds per case)"
 
 run: ## The main job: normal kernel, all drivers and suites, results table.
 	FLAVORS=normal $(SCRIPTS)/pipeline.sh
@@ -38,6 +39,9 @@ review: ## What a patch series changes: base vs base+PATCHES, out/review/review.
 
 profile: ## perf in the guest: where C and Rust spend the benchmark's time, side by side.
 	$(SCRIPTS)/profile.sh
+
+contention: ## Why migrate_vma_setup() misses pages under contention: causes, caller policies (docs/contention.md).
+	$(SCRIPTS)/contention.sh
 
 repro: ## The four kernel fixes of patches/: their hmm-tests cases fail on stock, pass fixed (BUGS=).
 	$(SCRIPTS)/repro.sh
@@ -78,4 +82,4 @@ docs-tables: ## Rewrite the generated tables of docs/ from out/ (after make chec
 clean: ## Remove out/ (the cache outside the repository stays).
 	rm -rf out
 
-.PHONY: help run check stress bench review profile repro toolchain kernel-source kernel module tests initramfs vm report lint docs-check docs-tables clean
+.PHONY: help run check stress bench review profile contention repro toolchain kernel-source kernel module tests initramfs vm report lint docs-check docs-tables clean

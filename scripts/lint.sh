@@ -35,14 +35,16 @@ done
 # points nowhere: in this repository checkpatch would take a tracked .patch
 # for a source file, and look the ids up in the project's history.
 log "checkpatch (patches/)"
-for f in patches/000[1-9]-*.patch; do
+# patches/experiments/ holds instrumentation for experiments (make
+# contention), not part of the series; same standard.
+for f in patches/000[1-9]-*.patch patches/experiments/*.patch; do
 	[ -f "$f" ] || continue
 	GIT_DIR=/nonexistent "$src/scripts/checkpatch.pl" --strict --quiet --no-tree \
 		--show-types --ignore MISSING_SIGN_OFF,UNKNOWN_COMMIT_ID "$f" || failed=1
 done
 
 log "python"
-python3 -m py_compile scripts/report.py scripts/docs-check.py scripts/docs-tables.py scripts/review_compare.py \
+python3 -m py_compile scripts/report.py scripts/contention_report.py scripts/docs-check.py scripts/docs-tables.py scripts/review_compare.py \
 	scripts/test_review_compare.py bench/bench_report.py bench/profile_report.py || failed=1
 
 mapfile -t rs_files < <(git ls-files '*.rs')
