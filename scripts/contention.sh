@@ -12,8 +12,9 @@
 # of DRIVERS for the conditions CONDS (base; refs: a thread taking
 # references to the range's pages with vmsplice() and pinning them with
 # gup_test; numa: NUMA balancing on) with
-# CONT_TIME seconds per case, and writes OUT/contention/results.json and the
-# tables (scripts/contention_report.py; --doc rewrites the generated part of
+# CONT_TIME seconds per case, and writes OUT/contention/results.json, the
+# plot OUT/contention/missed-by-cause.svg and the tables
+# (scripts/contention_report.py; --doc rewrites the generated part of
 # docs/contention.md).
 # PATCHES adds patches after the instrumentation (a tried fix, measured
 # with the same experiment).
@@ -52,5 +53,6 @@ for tap in "$results"/*/dmirror_contention.tap; do
 done
 mkdir -p "$OUT/contention"
 python3 "$REPO_ROOT/scripts/contention_report.py" "$results" \
-	--json "$OUT/contention/results.json" || status=1
+	--json "$OUT/contention/results.json" \
+	--svg "$OUT/contention/missed-by-cause.svg" || status=1
 exit "$status"

@@ -146,6 +146,75 @@ def summary(cases):
     return lines
 
 
+COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+          "#edc948", "#b07aa1", "#ff9da7", "#9c755f"]
+
+
+def missed_by_cause(cases, cond):
+    """{(k, touch): (requested, {cause key: pages})} of one condition,
+    both drivers and both variants summed."""
+    out = {}
+    for c in cases:
+        m = c.get("mdev")
+        if not m or c["cond"] != cond:
+            continue
+        req, per = out.setdefault((c["k"], c["touch"]), [0, {}])
+        out[(c["k"], c["touch"])][0] = req + m["mdev_requested"]
+        for key, _ in COLLECT + UNMAP:
+            per[key] = per.get(key, 0) + m[key]
+        per["other"] = per.get("other", 0) + sum(m[x] for x in OTHER_COLLECT)
+    return out
+
+
+def svg(cases, commit, command):
+    """A plain SVG (no plotting library needed): per condition a panel of
+    bars, one per K and toucher, the height the share of requested pages
+    missed, stacked by cause."""
+    keys = [k for k, _ in COLLECT] + ["other"] + [k for k, _ in UNMAP]
+    names = [n for _, n in COLLECT] + ["other"] + [n for _, n in UNMAP]
+    conds = sorted({c["cond"] for c in cases if c.get("mdev")})
+    pw, ph, top, left, bw = 300, 220, 40, 50, 22
+    width = left + len(conds) * (pw + 20) + 150
+    height = top + ph + 70
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+           'font-family="sans-serif" font-size="11">' % (width, height),
+           '<rect width="100%" height="100%" fill="white"/>',
+           '<text x="%d" y="16" font-size="13">Requested pages migrate_vma_setup() '
+           'missed, by cause (%% of requested)</text>' % left,
+           '<text x="%d" y="30" fill="#555">%s at %s; both drivers, 4 KiB and THP '
+           'summed; t = with a CPU toucher</text>' % (left, command, commit or "?")]
+    for ci, cond in enumerate(conds):
+        x0 = left + ci * (pw + 20)
+        data = missed_by_cause(cases, cond)
+        out.append('<text x="%d" y="%d" font-size="12">%s</text>' % (x0, top + 2, cond))
+        for pct_line in (0, 25, 50, 75, 100):
+            y = top + 10 + ph - ph * pct_line / 100
+            out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>'
+                       % (x0, y, x0 + pw, y))
+            if ci == 0:
+                out.append('<text x="%d" y="%.1f" text-anchor="end">%d</text>'
+                           % (x0 - 4, y + 4, pct_line))
+        for bi, (k, touch) in enumerate(sorted(data)):
+            req, per = data[(k, touch)]
+            x = x0 + 6 + bi * (bw + 14)
+            y = top + 10 + ph
+            for key, color in zip(keys, COLORS):
+                h = ph * per.get(key, 0) / req if req else 0
+                if h > 0:
+                    y -= h
+                    out.append('<rect x="%d" y="%.1f" width="%d" height="%.1f" '
+                               'fill="%s"/>' % (x, y, bw, h, color))
+            out.append('<text x="%d" y="%d" text-anchor="middle">K%d%s</text>'
+                       % (x + bw // 2, top + ph + 24, k, "t" if touch else ""))
+    lx = left + len(conds) * (pw + 20)
+    for i, (name, color) in enumerate(zip(names, COLORS)):
+        out.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/>'
+                   % (lx, top + 10 + i * 16, color))
+        out.append('<text x="%d" y="%d">%s</text>' % (lx + 14, top + 19 + i * 16, name))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 def tables(cases, commit, command, summary_only=False, source="out/contention/results.json"):
     lines = []
     if command:
@@ -223,6 +292,7 @@ def main():
     ap.add_argument("--command", default="make contention", help="command that produced them")
     ap.add_argument("--block", default="", help="name of the generated block of --doc")
     ap.add_argument("--summary-only", action="store_true", help="only the summary table")
+    ap.add_argument("--svg", help="write the plot of missed pages by cause against K here")
     a = ap.parse_args()
     if a.from_json:
         with open(a.results, encoding="utf-8") as f:
@@ -239,6 +309,9 @@ def main():
     text = tables(cases, a.commit, a.command, a.summary_only, source)
     begin = BEGIN.replace(" -->", " %s -->" % a.block) if a.block else BEGIN
     print(text)
+    if a.svg:
+        with open(a.svg, "w", encoding="utf-8") as f:
+            f.write(svg(cases, a.commit, a.command))
     if a.doc:
         with open(a.doc, encoding="utf-8") as f:
             doc = f.read()
