@@ -302,45 +302,13 @@ HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)")
 
 def series_hunks(paths):
     """[{patch, file, line, lines, function, added, removed}] of the unified
-    diffs in the patch files (mbox or plain), head-side line numbers."""
-    hunks = []
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            continue
-        current = None
-        old_left = new_left = 0     # lines of the current hunk still to come
-        for line in lines:
-            if old_left > 0 or new_left > 0:
-                # Inside a hunk its header's counts decide, so that "-- "
-                # (the mail signature) or a blank line after it is no change.
-                kind = line[:1] or " "
-                if kind == "+":
-                    hunks[-1]["added"] += 1
-                    new_left -= 1
-                elif kind == "-":
-                    hunks[-1]["removed"] += 1
-                    old_left -= 1
-                elif kind == "\\":
-                    pass            # "\ No newline at end of file"
-                else:
-                    old_left -= 1
-                    new_left -= 1
-                continue
-            if line.startswith("+++ "):
-                name = line[4:].split("\t")[0].strip()
-                current = name[2:] if name.startswith("b/") else name
-                continue
-            m = HUNK.match(line)
-            if m and current:
-                old_left = int(m.group(2) or 1)
-                new_left = int(m.group(4) or 1)
-                hunks.append({"patch": os.path.basename(path), "file": current,
-                              "line": int(m.group(3)), "lines": new_left,
-                              "function": func_of(m.group(5)), "added": 0, "removed": 0})
-    return hunks
+    diffs in the patch files (mbox or plain), head-side line numbers (a
+    summary of diff_hunks())."""
+    return [{"patch": h["patch"], "file": h["file"], "line": h["new_start"],
+             "lines": h["new_len"], "function": h["function"],
+             "added": sum(tag == "+" for tag, _ in h["body"]),
+             "removed": sum(tag == "-" for tag, _ in h["body"])}
+            for h in diff_hunks(paths)]
 
 
 def func_of(context):

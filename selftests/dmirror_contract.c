@@ -56,24 +56,6 @@ FIXTURE_TEARDOWN(contract)
 	free(self->out);
 }
 
-/*
- * Probe for the project-only page-lock hook without side effects: UNLOCK
- * releases nothing here. 1 if present; 0 if not (-EINVAL, an unknown
- * command: the test skips); -1 if not although the module was loaded with
- * test_hooks=1 (HMM_MODULE_PARAMS, set by the pipeline): the test fails
- * rather than skip on the driver it is meant for.
- */
-static int lock_hook(int lock_fd, void *buf)
-{
-	const char *params = getenv("HMM_MODULE_PARAMS");
-
-	if (!dm_cmd(lock_fd, HMM_DMIRROR_TEST_UNLOCK_PAGES, buf, NULL, 1, NULL))
-		return 1;
-	return params && strstr(params, "test_hooks=1") ? -1 : 0;
-}
-
-#define NO_HOOK "driver has no page-lock test hook (PROJECT-ONLY ioctls 0x40/0x41 " \
-	"of dmirror_test_hooks.h: the Rust module with test_hooks=1 only)"
 #define HOOK_GONE "loaded with test_hooks=1, but TEST_UNLOCK_PAGES is refused"
 
 static double now_s(void)
@@ -105,9 +87,9 @@ TEST_F(contract, locked_pages_stay_then_move)
 	uint64_t cpages;
 	double t0;
 
-	ASSERT_NE(-1, lock_hook(self->lock_fd, self->buf)) TH_LOG(HOOK_GONE);
-	if (!lock_hook(self->lock_fd, self->buf))
-		SKIP(return, NO_HOOK);
+	ASSERT_NE(-1, dm_lock_hook(self->lock_fd, self->buf)) TH_LOG(HOOK_GONE);
+	if (!dm_lock_hook(self->lock_fd, self->buf))
+		SKIP(return, DM_NO_HOOK);
 	ASSERT_EQ(0, dm_cmd(self->fd, HMM_DMIRROR_READ, self->buf, self->out, n, &cpages));
 	ASSERT_EQ(n, cpages);
 
@@ -170,9 +152,9 @@ TEST_F(contract, locked_page_is_a_hole_without_mirror)
 	unsigned long n = self->npages;
 	uint64_t cpages;
 
-	ASSERT_NE(-1, lock_hook(self->lock_fd, self->buf)) TH_LOG(HOOK_GONE);
-	if (!lock_hook(self->lock_fd, self->buf))
-		SKIP(return, NO_HOOK);
+	ASSERT_NE(-1, dm_lock_hook(self->lock_fd, self->buf)) TH_LOG(HOOK_GONE);
+	if (!dm_lock_hook(self->lock_fd, self->buf))
+		SKIP(return, DM_NO_HOOK);
 	ASSERT_EQ(0, dm_cmd(self->lock_fd, HMM_DMIRROR_TEST_LOCK_PAGES,
 			    self->buf, NULL, 1, &cpages));
 	ASSERT_EQ(1UL, cpages);
@@ -195,9 +177,9 @@ TEST_F(contract, lock_hook_counts_and_close_releases)
 	uint64_t cpages;
 	char *fresh;
 
-	ASSERT_NE(-1, lock_hook(self->lock_fd, self->buf)) TH_LOG(HOOK_GONE);
-	if (!lock_hook(self->lock_fd, self->buf))
-		SKIP(return, NO_HOOK);
+	ASSERT_NE(-1, dm_lock_hook(self->lock_fd, self->buf)) TH_LOG(HOOK_GONE);
+	if (!dm_lock_hook(self->lock_fd, self->buf))
+		SKIP(return, DM_NO_HOOK);
 	fresh = dm_map(n, PROT_READ | PROT_WRITE, MADV_NOHUGEPAGE);
 	ASSERT_NE(NULL, fresh);
 	for (unsigned long i = 0; i < n; i += 2)

@@ -67,19 +67,6 @@ FIXTURE_TEARDOWN(mdev)
 	free(self->out);
 }
 
-/* As in dmirror_contract.c: 1 hook present, 0 absent, -1 absent but asked for. */
-static int lock_hook(int lock_fd, void *buf)
-{
-	const char *params = getenv("HMM_MODULE_PARAMS");
-
-	if (!dm_cmd(lock_fd, HMM_DMIRROR_TEST_UNLOCK_PAGES, buf, NULL, 1, NULL))
-		return 1;
-	return params && strstr(params, "test_hooks=1") ? -1 : 0;
-}
-
-#define NO_HOOK "driver has no page-lock test hook (PROJECT-ONLY ioctls 0x40/0x41 " \
-	"of dmirror_test_hooks.h: the Rust module with test_hooks=1 only)"
-
 /*
  * The events since 'before': requested, collected and unmapped as given,
  * 'cause' moved by 'nr' and every other cause by 0, the totals add up.
@@ -121,9 +108,9 @@ TEST_F(mdev, lock_busy_counts_locked_pages)
 	unsigned long n = self->npages, m = ARRAY_SIZE(locked), i;
 	uint64_t cpages;
 
-	ASSERT_NE(-1, lock_hook(self->lock_fd, self->buf));
-	if (!lock_hook(self->lock_fd, self->buf))
-		SKIP(return, NO_HOOK);
+	ASSERT_NE(-1, dm_lock_hook(self->lock_fd, self->buf));
+	if (!dm_lock_hook(self->lock_fd, self->buf))
+		SKIP(return, DM_NO_HOOK);
 	for (i = 0; i < m; i++) {
 		ASSERT_EQ(0, dm_cmd(self->lock_fd, HMM_DMIRROR_TEST_LOCK_PAGES,
 				    self->buf + locked[i] * DM_PAGE_SIZE, NULL, 1, &cpages));
@@ -155,9 +142,9 @@ TEST_F(mdev, lock_busy_counts_a_thp_in_base_pages)
 	uint64_t cpages;
 	char *thp;
 
-	ASSERT_NE(-1, lock_hook(self->lock_fd, self->buf));
-	if (!lock_hook(self->lock_fd, self->buf))
-		SKIP(return, NO_HOOK);
+	ASSERT_NE(-1, dm_lock_hook(self->lock_fd, self->buf));
+	if (!dm_lock_hook(self->lock_fd, self->buf))
+		SKIP(return, DM_NO_HOOK);
 	thp = dm_map_aligned(2 * DM_TWOMEG, MADV_HUGEPAGE);
 	ASSERT_NE(NULL, thp);
 	dm_fill(thp, n, 2);

@@ -28,4 +28,23 @@
 #define HMM_DMIRROR_TEST_UNLOCK_PAGES	_IOWR('H', 0x41, struct hmm_dmirror_cmd)
 #define HMM_DMIRROR_TEST_EXCLUSIVE_DELAY _IOWR('H', 0x43, struct hmm_dmirror_cmd)
 
+#define DM_NO_HOOK "driver has no page-lock test hook (PROJECT-ONLY ioctls 0x40/0x41 " \
+	"of dmirror_test_hooks.h: the Rust module with test_hooks=1 only)"
+
+/*
+ * Probe for the page-lock hook without side effects: UNLOCK releases
+ * nothing here. 1 if present; 0 if not (-EINVAL, an unknown command: the
+ * test skips); -1 if not although the module was loaded with test_hooks=1
+ * (HMM_MODULE_PARAMS, set by the pipeline): the test fails rather than skip
+ * on the driver it is meant for. Needs dmirror_util.h (dm_cmd()) first.
+ */
+static inline int dm_lock_hook(int lock_fd, void *buf)
+{
+	const char *params = getenv("HMM_MODULE_PARAMS");
+
+	if (!dm_cmd(lock_fd, HMM_DMIRROR_TEST_UNLOCK_PAGES, buf, NULL, 1, NULL))
+		return 1;
+	return params && strstr(params, "test_hooks=1") ? -1 : 0;
+}
+
 #endif /* DMIRROR_TEST_HOOKS_H */
