@@ -83,6 +83,9 @@ fi
 BENCH_DRIVERS=${BENCH_DRIVERS:-$DRIVERS}
 SECONDS=0
 
+# The commit of this repository that ran the review (the report names it).
+tool_commit=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+
 # --- 1. The request --------------------------------------------------------
 
 [ -n "$PATCHES" ] || [ -n "$REVIEW_HEAD" ] ||
@@ -483,7 +486,7 @@ meta_json() {
 	# shellcheck disable=SC2086 # the patch lists split into paths
 	META_BASE="${base_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${BASE_PATCHES:+ + $(shown_list $BASE_PATCHES)}${REVIEW_BASE:+ at $REVIEW_BASE}" \
 		META_HEAD="${head_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${REVIEW_HEAD:+ at $REVIEW_HEAD} + $(shown_list $BASE_PATCHES $PATCHES)" \
-		META_RERUN="$rerun_cmd" META_RUNS="$work/runs" META_SECONDS=$SECONDS \
+		META_RERUN="$rerun_cmd" META_RUNS="$work/runs" META_SECONDS=$SECONDS META_TOOL=$tool_commit \
 		META_MODE=$REVIEW META_DRIVERS=$DRIVERS python3 -c '
 import json, os, platform
 e = os.environ
@@ -498,7 +501,8 @@ print(json.dumps({"base": e["META_BASE"], "head": e["META_HEAD"],
                   "accelerator": acc, "guest_cpus": 2, "mode": e["META_MODE"],
                   "flavors": e["REVIEW_FLAVORS"].split(), "drivers": e["META_DRIVERS"],
                   "seed": "none (fixed inputs; dmirror_fuzz prints its own)",
-                  "seconds": int(e["META_SECONDS"]), "rerun": e["META_RERUN"]}))
+                  "seconds": int(e["META_SECONDS"]), "rerun": e["META_RERUN"],
+                  "tool": e["META_TOOL"]}))
 '
 }
 

@@ -852,6 +852,8 @@ def render(res, fail_inconclusive=False):
                       "timings are not those of real hardware.")
     if meta.get("seconds") is not None:
         lines += wrap(f"took: {int(meta['seconds']) // 60} min {int(meta['seconds']) % 60} s")
+    if meta.get("tool"):
+        lines += wrap(f"tool: hmm-dmirror-rs at {meta['tool']}")
     lines.append("")
     if res["series"] or res["objects"]:
         files = sorted({h["file"] for h in res["series"]})
@@ -913,6 +915,8 @@ def render_coverage_only(res):
                   f"{meta.get('accelerator', '?')}; drivers {meta.get('drivers', '?')}")
     if meta.get("seconds") is not None:
         lines += wrap(f"took: {int(meta['seconds']) // 60} min {int(meta['seconds']) % 60} s")
+    if meta.get("tool"):
+        lines += wrap(f"tool: hmm-dmirror-rs at {meta['tool']}")
     lines.append("")
     lines += render_coverage(res.get("coverage"), res["series"])
     lines.append("")
