@@ -424,6 +424,24 @@ impl Mirror {
     }
 }
 
+/// The VMA at `addr` and the end of the next migration window from `addr`:
+/// at most `PTRS_PER_PTE` pages, within the VMA and before `end`. `EINVAL`
+/// for an address without a readable VMA, as the C driver.
+fn migration_window<'a>(
+    guard: &'a MmapRead<'_>,
+    addr: usize,
+    end: usize,
+) -> Result<(&'a VmaRef, usize)> {
+    let vma = guard.vma_lookup(addr).ok_or(EINVAL)?;
+    if vma.flags() & kernel::mm::virt::flags::READ == 0 {
+        return Err(EINVAL);
+    }
+    let next = end
+        .min(addr.saturating_add(PTRS_PER_PTE << PAGE_SHIFT))
+        .min(vma.end());
+    Ok((vma, next))
+}
+
 impl DmirrorFile {
     /// `HMM_DMIRROR_MIGRATE_TO_DEV`.
     pub(crate) fn migrate_to_device(&self, cmd: &mut HmmDmirrorCmd) -> Result {
@@ -436,13 +454,7 @@ impl DmirrorFile {
             let guard = MmapRead::lock(&mm);
             let mut addr = start;
             while addr < end {
-                let vma = guard.vma_lookup(addr).ok_or(EINVAL)?;
-                if vma.flags() & kernel::mm::virt::flags::READ == 0 {
-                    return Err(EINVAL);
-                }
-                let next = end
-                    .min(addr.saturating_add(PTRS_PER_PTE << PAGE_SHIFT))
-                    .min(vma.end());
+                let (vma, next) = migration_window(&guard, addr, end)?;
                 let args = VmaMigrateArgs {
                     start: addr,
                     end: next,
@@ -489,13 +501,7 @@ impl DmirrorFile {
         let guard = MmapRead::lock(&mm);
         let mut addr = start;
         while addr < end {
-            let vma = guard.vma_lookup(addr).ok_or(EINVAL)?;
-            if vma.flags() & kernel::mm::virt::flags::READ == 0 {
-                return Err(EINVAL);
-            }
-            let next = end
-                .min(addr.saturating_add(PTRS_PER_PTE << PAGE_SHIFT))
-                .min(vma.end());
+            let (vma, next) = migration_window(&guard, addr, end)?;
             let args = VmaMigrateArgs {
                 start: addr,
                 end: next,
