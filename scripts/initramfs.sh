@@ -82,7 +82,8 @@ for suite in $SUITES; do
 	# report shows each as a skip with the reason. make stress (STRESS=1)
 	# runs exactly what the test command leaves out: no exclusions.
 	if [ "${STRESS:-0}" = 1 ]; then
-		echo "suite $suite $(suite_timeout "$suite") $wrapper/bin/$suite ${SUITE_ARGS:-}" >>"$plan"
+		args=$(suite_args "$suite")
+		echo "suite $suite $(suite_timeout "$suite") $wrapper/bin/$suite ${SUITE_ARGS:-}${args:+ $args}" >>"$plan"
 		continue
 	fi
 	if awk -F'|' -v flavor="$KFLAVOR" -v suite="$suite" '
@@ -98,7 +99,7 @@ for suite in $SUITES; do
 		$5 == "exclude" && ($2 == "*" || $2 == flavor) && $3 == suite && $4 != "*" { printf " -T %s", $4 }
 		' "$REPO_ROOT/selftests/expectations.txt")
 	args=$(suite_args "$suite")
-	echo "suite $suite $(suite_timeout "$suite") $wrapper/bin/$suite${excluded}${args:+ $args} ${SUITE_ARGS:-}" >>"$plan"
+	echo "suite $suite $(suite_timeout "$suite") $wrapper/bin/$suite${excluded} ${SUITE_ARGS:-}${args:+ $args}" >>"$plan"
 done
 
 [ "$KFLAVOR" != cov ] || echo coverage >>"$plan"

@@ -245,15 +245,37 @@ suite_timeout() {
 	esac
 }
 
-# Arguments of a suite in the test command by flavor, before SUITE_ARGS: the
-# module cycling runs 5 cycles on the debug kernel under TCG; the fuzzer
-# runs 20 s (its base variant, forked children included). make stress,
-# STRESS=1, runs their --long settings instead.
+# Arguments of a suite in the test command by flavor, after SUITE_ARGS (so
+# that they win over its --long): the module cycling runs 5 cycles on the
+# debug kernel under TCG; the fuzzer runs 20 s (its base variant, forked
+# children included). make stress, STRESS=1, runs their --long settings
+# instead, shortened by STRESS_SECONDS (the fuzzer's seconds per variant)
+# and STRESS_ROUNDS (the module cycles and eviction race rounds) where set
+# (make review REVIEW=full). FUZZ_SEED seeds the seeded programs.
 suite_args() {
+	local argv=()
 	case "${STRESS:-0}:$KFLAVOR:$1" in
-	0:debug:dmirror_modcycle) echo "--cycles 5" ;;
-	0:*:dmirror_fuzz) echo "--time 20" ;;
+	0:debug:dmirror_modcycle) argv+=(--cycles 5) ;;
+	0:*:dmirror_fuzz) argv+=(--time 20) ;;
+	1:*:dmirror_fuzz) [ -z "${STRESS_SECONDS:-}" ] || argv+=(--time "$STRESS_SECONDS") ;;
+	1:*:dmirror_modcycle) [ -z "${STRESS_ROUNDS:-}" ] || argv+=(--cycles "$STRESS_ROUNDS") ;;
+	1:*:dmirror_evict_race) [ -z "${STRESS_ROUNDS:-}" ] || argv+=(--rounds "$STRESS_ROUNDS") ;;
 	esac
+	case "$1" in
+	dmirror_fuzz | dmirror_evict_race) [ -z "${FUZZ_SEED:-}" ] || argv+=(--seed "$FUZZ_SEED") ;;
+	esac
+	echo "${argv[*]}"
+}
+
+# stress_vm_timeout N_DRIVERS SUITE...: seconds a stress boot may take: every
+# suite of every driver within its STRESS=1 timeout, plus the boot.
+stress_vm_timeout() {
+	local n_drivers=$1 budget=300 suite
+	shift
+	for suite in "$@"; do
+		budget=$((budget + n_drivers * $(STRESS=1 suite_timeout "$suite")))
+	done
+	echo "$budget"
 }
 
 # --- Benchmark rounds --------------------------------------------------------

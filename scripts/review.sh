@@ -4,7 +4,9 @@
 #        [REVIEW_BASE=ref REVIEW_HEAD=ref] [REVIEW=quick|full] [PAIRS=N]
 #        [RERUNS=3] [DRIVERS="rust c"] [REVIEW_FORCE=1] [FAIL_INCONCLUSIVE=1]
 #        [REVIEW_CHECK_ONLY=1] [REVIEW_SUITES=...] [BENCH_DRIVERS=...]
-#        [REVIEW_COVERAGE=0|1] [REVIEW_COVERAGE_ONLY=1] scripts/review.sh [--help]
+#        [REVIEW_COVERAGE=0|1] [REVIEW_COVERAGE_ONLY=1] [REVIEW_SEED=N]
+#        [REVIEW_STRESS_SUITES=...] [REVIEW_STRESS_SECONDS=120]
+#        [REVIEW_STRESS_ROUNDS=10] scripts/review.sh [--help]
 #
 # make review: what a kernel patch series changes, base against head.
 #  - base: the pinned tree (or KSRC) plus BASE_PATCHES (patches on both
@@ -28,6 +30,14 @@
 #    series touches tools/testing/selftests/mm (a new test failing on base
 #    and passing on head = "fix demonstrated"). Every suite with a test
 #    whose result differs is booted RERUNS more times on each side.
+#  - Stress (REVIEW=full): one boot per side on the debug kernel with the
+#    make stress programs (REVIEW_STRESS_SUITES) and the same seed and
+#    lengths on both: dmirror_fuzz --long for REVIEW_STRESS_SECONDS per
+#    variant, REVIEW_STRESS_ROUNDS module cycles and eviction race rounds.
+#    Compared like the functional results, as the flavor "stress"; not
+#    rerun. REVIEW_SEED (random unless given, printed in the report's rerun
+#    line) seeds the fuzzer and the eviction race of every boot of both
+#    sides.
 #  - Performance: PAIRS base/head boot pairs in ABBA order, each one round
 #    of each driver of dmirror_bench --full (quick: short settings, BENCH_ARGS).
 #  - Coverage of the series (REVIEW_COVERAGE=1, the default of REVIEW=full):
@@ -39,8 +49,8 @@
 #    REVIEW_COVERAGE_ONLY=1: only this (no base, no comparison), into
 #    OUT/review-coverage/coverage.txt and coverage.json.
 #  - REVIEW=quick (default): normal kernel, PAIRS=2, no coverage. REVIEW=full:
-#    normal and debug kernels, PAIRS=3 and an A-vs-A pair of base boots, the
-#    benchmark's full settings, coverage.
+#    normal and debug kernels, the stress boots, PAIRS=3 and an A-vs-A pair
+#    of base boots, the benchmark's full settings, coverage.
 # scripts/review_compare.py decides (rules in its --help and in the report)
 # and writes OUT/review/review.txt and review.json; the boots' folders stay in
 # OUT/review/runs/. Exit: 0 no regression shown, 1 regression, 2 could not
@@ -65,6 +75,7 @@ quick)
 	REVIEW_FLAVORS=${REVIEW_FLAVORS:-normal}
 	BENCH_ARGS=${BENCH_ARGS:---full --max-mib 16 --time-scale 0.25}
 	AA_PAIRS=0
+	REVIEW_STRESS_SUITES=${REVIEW_STRESS_SUITES-}
 	;;
 full)
 	REVIEW_COVERAGE=${REVIEW_COVERAGE:-1}
@@ -72,6 +83,7 @@ full)
 	REVIEW_FLAVORS=${REVIEW_FLAVORS:-normal debug}
 	BENCH_ARGS=${BENCH_ARGS:---full}
 	AA_PAIRS=1
+	REVIEW_STRESS_SUITES=${REVIEW_STRESS_SUITES-dmirror_fuzz dmirror_faultinject dmirror_modcycle dmirror_evict_race}
 	;;
 *) die "REVIEW=$REVIEW: expected quick or full" ;;
 esac
@@ -79,6 +91,11 @@ if [ -z "${DRIVERS:-}" ]; then
 	DRIVERS=c
 	[ -f "$REPO_ROOT/Kbuild" ] && DRIVERS="rust c"
 fi
+REVIEW_STRESS_SECONDS=${REVIEW_STRESS_SECONDS:-120}
+REVIEW_STRESS_ROUNDS=${REVIEW_STRESS_ROUNDS:-10}
+# One seed for the seeded programs of every boot of both sides.
+REVIEW_SEED=${REVIEW_SEED:-$((RANDOM * 32768 + RANDOM))}
+[[ "$REVIEW_SEED" =~ ^[0-9]+$ ]] || die "REVIEW_SEED=$REVIEW_SEED: expected a number"
 # The benchmark's rounds: one of each driver per boot.
 BENCH_DRIVERS=${BENCH_DRIVERS:-$DRIVERS}
 SECONDS=0
@@ -365,8 +382,8 @@ boot() {
 	# run-vm.sh writes guest-status only once a guest ran.
 	rm -f "$out/$flavor/guest-status"
 	log "boot $name: $kside kernel, $tside tests, $flavor${*:+, $*}"
-	on_side "$kside" env KFLAVOR="$flavor" OUT="$out" DRIVERS="$drivers" TESTS_SRC="$tests_src" "$@" \
-		"$REPO_ROOT/scripts/run-vm.sh" >"$logdir/$name.log" 2>&1 || rc=$?
+	on_side "$kside" env KFLAVOR="$flavor" OUT="$out" DRIVERS="$drivers" TESTS_SRC="$tests_src" \
+		FUZZ_SEED="$REVIEW_SEED" "$@" "$REPO_ROOT/scripts/run-vm.sh" >"$logdir/$name.log" 2>&1 || rc=$?
 	if [ "$rc" != 0 ] && [ ! -f "$out/$flavor/guest-status" ]; then
 		tail -n 20 "$logdir/$name.log" >&2
 		if [ "$kside" = base ]; then
@@ -457,7 +474,10 @@ write_manifest() {
 		    if name.startswith("bench-"):
 		        bench[name] = os.path.join(out, flavor, "results")
 		        continue
-		    m["functional"].append({"kernel": kside, "tests": tside, "flavor": flavor, "out": out})
+		    run = {"kernel": kside, "tests": tside, "flavor": flavor, "out": out}
+		    if name.startswith("stress-"):
+		        run["group"] = "stress"
+		    m["functional"].append(run)
 		for i in range(1, 100):
 		    b, h = bench.get(f"bench-{i}-base"), bench.get(f"bench-{i}-head")
 		    if b and h:
@@ -475,19 +495,24 @@ rerun_cmd="make review"
 [ -z "$BASE_PATCHES" ] || rerun_cmd+=" BASE_PATCHES=\"$(shown_list $BASE_PATCHES)\""
 # shellcheck disable=SC2086
 [ -z "$PATCHES" ] || rerun_cmd+=" PATCHES=\"$(shown_list $PATCHES)\""
-rerun_cmd+=" REVIEW=$REVIEW PAIRS=$PAIRS RERUNS=$RERUNS DRIVERS=\"$DRIVERS\""
+rerun_cmd+=" REVIEW=$REVIEW PAIRS=$PAIRS RERUNS=$RERUNS DRIVERS=\"$DRIVERS\" REVIEW_SEED=$REVIEW_SEED"
 [ -z "${REVIEW_SUITES:-}" ] || rerun_cmd+=" REVIEW_SUITES=\"$REVIEW_SUITES\""
 [ "$BENCH_DRIVERS" = "$DRIVERS" ] || rerun_cmd+=" BENCH_DRIVERS=\"$BENCH_DRIVERS\""
 [ "$REVIEW_FORCE" = 0 ] || rerun_cmd+=" REVIEW_FORCE=1"
 [ -z "${REVIEW_COVERAGE_SET:-}" ] || rerun_cmd+=" REVIEW_COVERAGE=$REVIEW_COVERAGE"
 [ "$REVIEW_COVERAGE_ONLY" = 0 ] || rerun_cmd+=" REVIEW_COVERAGE_ONLY=1"
+if [ -n "$REVIEW_STRESS_SUITES" ]; then
+	rerun_cmd+=" REVIEW_STRESS_SUITES=\"$REVIEW_STRESS_SUITES\""
+	rerun_cmd+=" REVIEW_STRESS_SECONDS=$REVIEW_STRESS_SECONDS REVIEW_STRESS_ROUNDS=$REVIEW_STRESS_ROUNDS"
+fi
 
 meta_json() {
 	# shellcheck disable=SC2086 # the patch lists split into paths
 	META_BASE="${base_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${BASE_PATCHES:+ + $(shown_list $BASE_PATCHES)}${REVIEW_BASE:+ at $REVIEW_BASE}" \
 		META_HEAD="${head_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${REVIEW_HEAD:+ at $REVIEW_HEAD} + $(shown_list $BASE_PATCHES $PATCHES)" \
 		META_RERUN="$rerun_cmd" META_RUNS="$work/runs" META_SECONDS=$SECONDS META_TOOL=$tool_commit \
-		META_MODE=$REVIEW META_DRIVERS=$DRIVERS python3 -c '
+		META_MODE=$REVIEW META_DRIVERS=$DRIVERS META_SEED=$REVIEW_SEED \
+		META_STRESS="$REVIEW_STRESS_SUITES" python3 -c '
 import json, os, platform
 e = os.environ
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -500,7 +525,8 @@ print(json.dumps({"base": e["META_BASE"], "head": e["META_HEAD"],
                   "machine": f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}",
                   "accelerator": acc, "guest_cpus": 2, "mode": e["META_MODE"],
                   "flavors": e["REVIEW_FLAVORS"].split(), "drivers": e["META_DRIVERS"],
-                  "seed": "none (fixed inputs; dmirror_fuzz prints its own)",
+                  "seed": e["META_SEED"] + " (dmirror_fuzz, dmirror_evict_race; the other programs have fixed inputs)",
+                  "stress": e["META_STRESS"],
                   "seconds": int(e["META_SECONDS"]), "rerun": e["META_RERUN"],
                   "tool": e["META_TOOL"]}))
 '
@@ -575,6 +601,20 @@ if [ "$skip" = 0 ]; then
 		done
 	done
 	((AA_PAIRS == 0)) || boot "bench-aa" base base "$flavor" "${bench_env[@]}" DRIVERS="$BENCH_DRIVERS"
+	# Stress: the make stress programs, same seed and lengths on both sides,
+	# on the debug kernel when the review builds it.
+	if [ -n "$REVIEW_STRESS_SUITES" ]; then
+		flavor=${REVIEW_FLAVORS%% *}
+		case " $REVIEW_FLAVORS " in *" debug "*) flavor=debug ;; esac
+		read -r -a stress_suites <<<"$REVIEW_STRESS_SUITES"
+		read -r -a stress_drivers <<<"$DRIVERS"
+		stress_env=(SUITES="$REVIEW_STRESS_SUITES" SUITE_ARGS=--long STRESS=1
+			STRESS_SECONDS="$REVIEW_STRESS_SECONDS" STRESS_ROUNDS="$REVIEW_STRESS_ROUNDS"
+			VM_TIMEOUT="$(stress_vm_timeout "${#stress_drivers[@]}" "${stress_suites[@]}")")
+		for side in base head; do
+			boot "stress-$side" "$side" "$side" "$flavor" "${stress_env[@]}"
+		done
+	fi
 	if [ "$REVIEW_COVERAGE" = 1 ]; then
 		run_coverage
 	else

@@ -707,7 +707,7 @@ def compare(manifest, expectations):
     res = {"meta": manifest.get("meta", {}), "status": status, "skip": manifest.get("skip"),
            "functional": [], "reports": [], "bench": {"rows": [], "noise": None},
            "coverage": coverage_of(manifest.get("coverage"), manifest.get("patches", [])),
-           "boots": {}, "incomplete": [],
+           "boots": {}, "incomplete": [], "flavors": list(flavors),
            "verdict": None, "series": series_hunks(manifest.get("patches", [])),
            "objects": manifest.get("objects", [])}
     if status.get("base_build", "ok") != "ok":
@@ -723,13 +723,17 @@ def compare(manifest, expectations):
                                   "suite": "module", "test": "hmm_dmirror_rs.ko",
                                   "base": "builds", "head": "does not build",
                                   "rule": RULES["api change"]})
-    for flavor in flavors:
+    # A group is a flavor, or "stress": the stress boots (REVIEW=full), which
+    # run on a flavor's kernel but are compared on their own.
+    groups = list(flavors)
+    groups += sorted({r["group"] for r in manifest.get("functional", []) if r.get("group")} - set(groups))
+    for flavor in groups:
         runs = {"base": [], "head": [], "cross": []}
         for run in manifest.get("functional", []):
-            if run.get("flavor", flavor) != flavor:
+            if (run.get("group") or run.get("flavor", flavors[0])) != flavor:
                 continue
             side = run["kernel"] if run["kernel"] == run["tests"] else "cross"
-            runs[side].append(run_results(run["out"], flavor, expectations))
+            runs[side].append(run_results(run["out"], run.get("flavor", flavors[0]), expectations))
         res["boots"][flavor] = {k: len(v) for k, v in runs.items()}
         if not res["skip"] and (not runs["base"] or any(r["guest"] != "finished" for r in runs["base"])):
             res["incomplete"].append(f"{flavor}: a base guest did not finish (or none ran)")
@@ -846,6 +850,9 @@ def render(res, fail_inconclusive=False):
     lines += wrap(f"guest: x86_64, {meta.get('guest_cpus', '?')} vCPUs, {meta.get('accelerator', '?')}; "
                   f"mode {meta.get('mode', '?')}, flavors {' '.join(meta.get('flavors', []))}, "
                   f"drivers {meta.get('drivers', '?')}, seed {meta.get('seed', '?')}")
+    if meta.get("stress"):
+        lines += wrap(f"stress: one debug boot per side, same seed: {meta['stress']}; "
+                      "compared as the flavor \"stress\", not rerun")
     if meta.get("accelerator", "tcg") == "tcg":
         lines += wrap("This is an emulated device on TCG: dmirror fakes the device "
                       "(ZONE_DEVICE memory in guest RAM) and QEMU emulates the CPU; "
@@ -959,9 +966,13 @@ RERUN_CLASSES = {"regression", "fixed", "unstable", "fix demonstrated", "new, fa
 
 def differing(res):
     """{flavor: {suite}} of the tests whose result differs between the
-    sides: what the reruns boot again."""
+    sides: what the reruns boot again (not the stress boots: each takes many
+    minutes and they are not rerun)."""
     out = {}
+    flavors = set(res["flavors"])
     for f in res["functional"]:
+        if f["flavor"] not in flavors:
+            continue
         if f["class"] in RERUN_CLASSES and f["suite"] not in ("build", "guest", "module"):
             out.setdefault(f["flavor"], set()).add(f["suite"])
     return out

@@ -13,9 +13,9 @@
 #  - dmirror_modcycle --long: 100 unload/load cycles with live users;
 #  - dmirror_evict_race --long: 100 rounds of the eviction/munmap race of
 #    the migrate_device_range() anon_vma bug (docs/kernel-bugs.md).
-# Every suite gets SUITE_ARGS="--long" (plus "--seed FUZZ_SEED" to replay a
-# fuzzer seed, printed in OUT/<flavor>/results/<driver>/dmirror_fuzz.tap;
-# the other programs ignore it); STRESS=1 gives them the longer guest
+# Every suite gets SUITE_ARGS="--long"; FUZZ_SEED=N replays a fuzzer seed
+# (printed in OUT/<flavor>/results/<driver>/dmirror_fuzz.tap; dmirror_evict_race
+# takes it too); STRESS=1 gives them the longer guest
 # timeouts of suite_timeout in scripts/lib.sh. STRESS_SUITES picks a subset.
 # Exits non-zero when the guest crashed or hung or a result is unexpected.
 set -euo pipefail
@@ -34,15 +34,11 @@ fi
 read -r -a drivers <<<"$DRIVERS"
 read -r -a suites <<<"$STRESS_SUITES"
 
+# FUZZ_SEED reaches the seeded programs through suite_args (scripts/lib.sh).
+export DRIVERS SUITES="$STRESS_SUITES" SUITE_ARGS=--long STRESS=1
+[ -z "${FUZZ_SEED:-}" ] || export FUZZ_SEED
 # The guest runs every suite for every driver, each within its timeout.
-budget=300
-for suite in "${suites[@]}"; do
-	budget=$((budget + ${#drivers[@]} * $(STRESS=1 suite_timeout "$suite")))
-done
-SUITE_ARGS=--long
-[ -z "${FUZZ_SEED:-}" ] || SUITE_ARGS+=" --seed $FUZZ_SEED"
-export DRIVERS SUITES="$STRESS_SUITES" SUITE_ARGS STRESS=1
-export VM_TIMEOUT=${VM_TIMEOUT:-$budget}
+export VM_TIMEOUT=${VM_TIMEOUT:-$(stress_vm_timeout "${#drivers[@]}" "${suites[@]}")}
 
 "$REPO_ROOT/scripts/toolchain.sh"
 mkdir -p "$OUT"

@@ -231,6 +231,28 @@ check review_refuses_patch_not_applying review_refuses "patch does not apply" \
 check review_refuses_unknown_ref review_refuses "ref not found in $gitree: no-such-ref" \
 	KSRC="$gitree" REVIEW_BASE=HEAD REVIEW_HEAD=no-such-ref
 check review_refuses_empty_request review_refuses "nothing to review" KSRC="$tree" PATCHES=
+check review_refuses_bad_seed review_refuses "REVIEW_SEED=x1: expected a number" \
+	KSRC="$tree" PATCHES="$work/printk.patch" REVIEW_SEED=x1
+
+# The stress programs' command lines of make review REVIEW=full: the seed
+# and the shortened lengths, after SUITE_ARGS's --long so that they win.
+stress_suite_args() {
+	local want got suite
+	for suite in dmirror_fuzz dmirror_modcycle dmirror_evict_race dmirror_faultinject hmm-tests; do
+		case $suite in
+		dmirror_fuzz) want="--time 120 --seed 7" ;;
+		dmirror_modcycle) want="--cycles 10" ;;
+		dmirror_evict_race) want="--rounds 10 --seed 7" ;;
+		*) want="" ;;
+		esac
+		got=$(STRESS=1 STRESS_SECONDS=120 STRESS_ROUNDS=10 FUZZ_SEED=7 KFLAVOR=debug suite_args "$suite")
+		echo "$suite: '$got', want '$want'"
+		[ "$got" = "$want" ] || return 1
+	done
+	# The test command's fuzzer: its 20 s and, when given, the seed.
+	[ "$(STRESS=0 KFLAVOR=normal FUZZ_SEED=7 suite_args dmirror_fuzz)" = "--time 20 --seed 7" ]
+}
+check stress_suite_args stress_suite_args
 
 # The decision core of make review (scripts/review_compare.py) on recorded
 # result folders: one TAP line per test of scripts/test_review_compare.py.

@@ -169,6 +169,24 @@ class ReviewTests(unittest.TestCase):
         res, _, code = self.review([self.run_("b", "base")], status={"head_build": "fail"})
         self.assertEqual(code, 1)
 
+    def test_stress_compared_apart_and_not_rerun(self):
+        # REVIEW=full: the stress boots run on the debug kernel but are a
+        # group of their own; a failure there is a regression, and not a
+        # suite to rerun (differing() names only the flavors' suites).
+        bad = [("smoke", "ok"), ("migrate", "not ok"), ("fork", "ok")]
+        runs = [self.run_("b", "base"), self.run_("h", "head", tests=bad)]
+        for side, tests in (("base", TESTS), ("head", bad)):
+            run = self.run_(f"s-{side}", side, tests=tests, flavor="debug", suite="dmirror_fuzz")
+            run.update(flavor="debug", group="stress")
+            runs.append(run)
+        res, text, code = self.review(runs)
+        self.assertEqual(code, 1)
+        groups = {(f["flavor"], f["suite"]) for f in res["functional"] if f["class"] == "regression"}
+        self.assertEqual(groups, {("normal", "hmm-tests"), ("stress", "dmirror_fuzz")})
+        self.assertEqual(res["boots"]["stress"], {"base": 1, "head": 1, "cross": 0})
+        self.assertEqual(rc.differing(res), {"normal": {"hmm-tests"}})
+        self.assertIn("stress rust dmirror_fuzz migrate: base PASS 1/1, head FAIL 1/1", text)
+
     # -- kernel reports --------------------------------------------------
     def test_signature_normalised(self):
         a = rc.signature("[   12.5] WARNING: mm/migrate_device.c:812 at migrate_vma_pages+0x1a/0x200, CPU#1: t/9")
