@@ -16,9 +16,9 @@ use crate::{
     driver::uapi::MemoryType,
     mm::{
         bindings,
-        folio::{mpfn, LockedPage, NewPage, PageRef},
+        folio::{LockedPage, NewPage, PageRef},
         memremap::{ChunkKind, DevPagemap},
-        migrate::DeviceMigration,
+        migrate::{DeviceMigration, Src},
     },
 };
 use core::{
@@ -444,19 +444,20 @@ fn evict_chunk(chunk: &Chunk) {
         }
     };
     let (src, mut dst) = m.arrays();
-    for (i, &s) in src.raw().iter().enumerate() {
-        let Some(spage) = src.page(i) else {
+    for i in 0..src.len() {
+        let sp = match src.get(i) {
+            Src::Device(sp) => sp,
+            Src::System(_) => {
+                pr_warn!("evicting a page that is not a device page\n");
+                continue;
+            }
+            Src::Skip | Src::Hole { .. } => continue,
+        };
+        let mut order = sp.page().folio().order();
+        let Some(spage) = backing_page(sp.page()) else {
             continue;
         };
-        if !spage.is_device_private() && !spage.is_device_coherent() {
-            pr_warn!("evicting a page that is not a device page\n");
-            continue;
-        }
-        let mut order = spage.folio().order();
-        let Some(spage) = backing_page(spage) else {
-            continue;
-        };
-        let dpage = if s & mpfn::COMPOUND != 0 {
+        let dpage = if sp.is_large() {
             NewPage::folio_alloc(bindings::GFP_HIGHUSER_MOVABLE, order)
         } else {
             order = 0;
@@ -471,7 +472,7 @@ fn evict_chunk(chunk: &Chunk) {
         // SAFETY: TODO[PAGECOPY]. `dfolio` is our new locked folio; `spage`'s folio is kept
         // alive by the migration (src entries are locked and referenced).
         unsafe { bindings::folio_copy(dfolio.as_ptr(), spage.folio().as_ptr()) };
-        dst.set(i, locked, s & mpfn::WRITE != 0, order != 0);
+        dst.set(i, locked, sp.writable(), order != 0);
     }
     m.pages();
     // Dropping `m` finalizes the migration.

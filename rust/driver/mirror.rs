@@ -30,10 +30,12 @@ use crate::{
     mm::{
         bindings,
         exclusive::{self, ExclusivePage},
-        folio::{mpfn, LockedPage, NewPage, PageRef},
+        folio::{LockedPage, NewPage, PageRef, Pages},
         hmm::{self, HmmPfn, HmmRange, Validated},
         memremap::DeviceFault,
-        migrate::{Collected, DstSlots, Migrated, PfnArrays, SrcEntries, VmaMigrateArgs},
+        migrate::{
+            Collected, DstSlots, MigratePage, Migrated, PfnArrays, Src, SrcEntries, VmaMigrateArgs,
+        },
         mmap::MmapRead,
         mmu_notifier::{IntervalNotifier, IntervalOps, Invalidation},
     },

@@ -304,6 +304,15 @@ impl<'a> FolioRef<'a> {
         unsafe { self.head().nth(n) }
     }
 
+    /// The folio's pages, head first.
+    pub(crate) fn pages(self) -> Pages<'a> {
+        // INVARIANT: The head and the `nr_pages() - 1` pages after it are the folio's.
+        Pages {
+            first: self.head(),
+            nr: self.nr_pages(),
+        }
+    }
+
     /// The folio's order.
     pub(crate) fn order(self) -> u32 {
         // SAFETY: By the type invariants the folio is a memmap entry.
@@ -325,6 +334,57 @@ impl<'a> FolioRef<'a> {
     pub(crate) fn zone_device_data(self) -> *mut c_void {
         // SAFETY: By the type invariants the folio is a memmap entry.
         unsafe { bindings::rust_mm_folio_zone_device_data(self.as_ptr()) }
+    }
+}
+
+/// A run of pages that lie in one folio, in order: the pages of a folio
+/// ([`FolioRef::pages`]) or a single page ([`Pages::one`]), valid for `'a`.
+///
+/// Indexing is bounds-checked pointer arithmetic, as `folio_page()`, so a
+/// loop over the pages of a migration entry needs neither `unsafe` nor a
+/// call into C per page.
+///
+/// # Invariants
+///
+/// `first` and the `nr - 1` memmap entries after it lie in one folio (the
+/// memmap of a folio is contiguous), each a memmap page for `'a`; `nr >= 1`.
+#[derive(Clone, Copy)]
+pub(crate) struct Pages<'a> {
+    first: PageRef<'a>,
+    nr: usize,
+}
+
+impl<'a> Pages<'a> {
+    /// The single page `page`.
+    pub(crate) fn one(page: PageRef<'a>) -> Self {
+        // INVARIANT: One page lies in its own folio.
+        Self { first: page, nr: 1 }
+    }
+
+    /// The number of pages.
+    pub(crate) fn len(&self) -> usize {
+        self.nr
+    }
+
+    /// The first page.
+    pub(crate) fn first(&self) -> PageRef<'a> {
+        self.first
+    }
+
+    /// The `k`th page, `None` past the end.
+    #[inline]
+    pub(crate) fn get(&self, k: usize) -> Option<PageRef<'a>> {
+        if k >= self.nr {
+            return None;
+        }
+        // SAFETY: `k < nr`, so by the type invariants the entry lies in the same folio.
+        Some(unsafe { self.first.nth(k) })
+    }
+
+    /// The pages in order.
+    #[inline]
+    pub(crate) fn iter(self) -> impl Iterator<Item = PageRef<'a>> {
+        (0..self.nr).filter_map(move |k| self.get(k))
     }
 }
 

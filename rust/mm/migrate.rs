@@ -14,7 +14,7 @@
 
 use crate::mm::{
     bindings,
-    folio::{mpfn, LockedPage, PageRef},
+    folio::{mpfn, LockedPage, PageRef, Pages},
 };
 use core::marker::PhantomData;
 use kernel::{
@@ -22,12 +22,91 @@ use kernel::{
     prelude::*,
 };
 
+/// A page of a migration entry, with the entry's flags.
+///
+/// # Invariants
+///
+/// `page` is the page of a valid src or dst entry, held locked and
+/// referenced by the migration for `'a`; when `large`
+/// (`MIGRATE_PFN_COMPOUND`) it is the head of a large folio that the entry
+/// stands for whole.
+#[derive(Clone, Copy)]
+pub(crate) struct MigratePage<'a> {
+    page: PageRef<'a>,
+    write: bool,
+    large: bool,
+}
+
+impl<'a> MigratePage<'a> {
+    /// Decodes a valid entry, `None` without `MIGRATE_PFN_VALID`.
+    ///
+    /// # Safety
+    ///
+    /// A valid `e` encodes a page the migration holds locked and referenced
+    /// for `'a`.
+    unsafe fn decode(e: usize) -> Option<Self> {
+        // SAFETY: Guaranteed by the caller; `from_migrate_pfn` returns `None` without VALID.
+        let page = unsafe { PageRef::from_migrate_pfn(e) }?;
+        // INVARIANT: The migration core sets COMPOUND only with the head of a large folio
+        // (collect) and `DstSlots::set` only for the head of a new large folio.
+        Some(Self {
+            page,
+            write: e & mpfn::WRITE != 0,
+            large: e & mpfn::COMPOUND != 0,
+        })
+    }
+
+    /// The page (the head of the folio when [`MigratePage::is_large`]).
+    pub(crate) fn page(&self) -> PageRef<'a> {
+        self.page
+    }
+
+    /// Whether the entry is writable (`MIGRATE_PFN_WRITE`).
+    pub(crate) fn writable(&self) -> bool {
+        self.write
+    }
+
+    /// Whether the entry stands for a whole large folio (`MIGRATE_PFN_COMPOUND`).
+    pub(crate) fn is_large(&self) -> bool {
+        self.large
+    }
+
+    /// The pages the entry stands for: the folio's for a large entry, the page
+    /// alone otherwise.
+    pub(crate) fn pages(&self) -> Pages<'a> {
+        if self.large {
+            self.page.folio().pages()
+        } else {
+            Pages::one(self.page)
+        }
+    }
+}
+
+/// A source entry of a migration being filled, as the driver matches on it.
+#[derive(Clone, Copy)]
+pub(crate) enum Src<'a> {
+    /// Not selected (no `MIGRATE_PFN_MIGRATE`): whatever is there stays.
+    Skip,
+    /// Selected without a page: an empty PTE, an empty PMD (`large`, for
+    /// `HPAGE_PMD_NR` entries) or the zero page. The destination is new memory
+    /// that the driver clears.
+    Hole {
+        /// `MIGRATE_PFN_WRITE`.
+        write: bool,
+        /// `MIGRATE_PFN_COMPOUND`.
+        large: bool,
+    },
+    /// A selected page of system memory.
+    System(MigratePage<'a>),
+    /// A selected ZONE_DEVICE page.
+    Device(MigratePage<'a>),
+}
+
 /// The source entries of a migration being filled, whose selected pages
 /// the migration holds locked and referenced for `'a`.
 ///
-/// The driver reads the bits of an entry ([`SrcEntries::raw`], decoded with
-/// [`mpfn`]) and gets the page of a selected entry with
-/// [`SrcEntries::page`], without an `unsafe` decoding of its own.
+/// The driver gets each entry decoded ([`SrcEntries::get`]); the `mpfn`
+/// bits stay in this module.
 ///
 /// # Invariants
 ///
@@ -47,23 +126,23 @@ impl<'a> SrcEntries<'a> {
         self.src.len()
     }
 
-    /// The raw entries, for their bits.
+    /// Entry `i` ([`Src::Skip`] out of range).
     #[inline]
-    pub(crate) fn raw(&self) -> &'a [usize] {
-        self.src
-    }
-
-    /// The page of entry `i` if the entry is selected for migration (VALID and
-    /// MIGRATE), borrowed for as long as the migration holds it.
-    #[inline]
-    pub(crate) fn page(&self, i: usize) -> Option<PageRef<'a>> {
+    pub(crate) fn get(&self, i: usize) -> Src<'a> {
         let s = self.src.get(i).copied().unwrap_or(0);
         if s & mpfn::MIGRATE == 0 {
-            return None;
+            return Src::Skip;
         }
         // SAFETY: By the type invariants a selected valid entry encodes a page that is
-        // locked and referenced for `'a`; `from_migrate_pfn` returns `None` without VALID.
-        unsafe { PageRef::from_migrate_pfn(s) }
+        // locked and referenced for `'a`.
+        match unsafe { MigratePage::decode(s) } {
+            None => Src::Hole {
+                write: s & mpfn::WRITE != 0,
+                large: s & mpfn::COMPOUND != 0,
+            },
+            Some(p) if p.page.is_zone_device() => Src::Device(p),
+            Some(p) => Src::System(p),
+        }
     }
 }
 
@@ -123,20 +202,20 @@ impl<'a> DstSlots<'a> {
         *slot = e;
     }
 
-    /// The raw entry `i` (0 if out of range), for its flags.
-    #[inline]
-    pub(crate) fn raw(&self, i: usize) -> usize {
+    /// The raw entry `i` (0 if out of range), for the tests of the encoding.
+    #[cfg(CONFIG_KUNIT)]
+    fn raw(&self, i: usize) -> usize {
         self.dst.get(i).copied().unwrap_or(0)
     }
 
-    /// The page of entry `i`, locked and referenced by the migration while
+    /// The page set for entry `i`, locked and referenced by the migration while
     /// `self` is borrowed.
     #[inline]
-    pub(crate) fn page(&self, i: usize) -> Option<PageRef<'_>> {
-        let e = self.raw(i);
+    pub(crate) fn get(&self, i: usize) -> Option<MigratePage<'_>> {
+        let e = self.dst.get(i).copied().unwrap_or(0);
         // SAFETY: By the type invariants a valid entry holds a locked, referenced page, kept
         // until the migration consumes it, which needs `self` to be gone.
-        unsafe { PageRef::from_migrate_pfn(e) }
+        unsafe { MigratePage::decode(e) }
     }
 }
 
@@ -360,24 +439,54 @@ pub(crate) struct Migrated<'a> {
     _arrays: PhantomData<&'a mut PfnArrays>,
 }
 
+/// What became of a src entry that `migrate_vma_pages()` moved.
+#[derive(Clone, Copy)]
+pub(crate) struct Moved {
+    /// A page moved (`MIGRATE_PFN_VALID`), not a hole that was filled.
+    pub(crate) had_page: bool,
+    /// The entry stands for a large folio or PMD hole (`MIGRATE_PFN_COMPOUND`).
+    pub(crate) large: bool,
+}
+
 impl Migrated<'_> {
-    /// The src entries (MIGRATE is clear where the page did not move).
-    pub(crate) fn src(&self) -> &[usize] {
+    fn src(&self) -> &[usize] {
         self.inner.as_ref().map_or(&[], |i| i.src())
     }
 
-    /// The dst entries: the new pages, locked until finalize.
-    pub(crate) fn dst(&self) -> &[usize] {
-        self.inner.as_ref().map_or(&[], |i| i.dst())
+    /// The number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.src().len()
+    }
+
+    /// Src entry `i` if it moved (`MIGRATE_PFN_MIGRATE` is cleared where it
+    /// did not), `None` otherwise or out of range.
+    pub(crate) fn moved(&self, i: usize) -> Option<Moved> {
+        let s = self.src().get(i).copied().unwrap_or(0);
+        (s & mpfn::MIGRATE != 0).then_some(Moved {
+            had_page: s & mpfn::VALID != 0,
+            large: s & mpfn::COMPOUND != 0,
+        })
+    }
+
+    /// The number of entries whose page moved (`cpages` of the C driver's
+    /// migration back to system memory).
+    pub(crate) fn moved_pages(&self) -> usize {
+        (0..self.len())
+            .filter(|&i| self.moved(i).is_some_and(|m| m.had_page))
+            .count()
     }
 
     /// The new page of dst entry `i` (`None` without one), borrowed from the
     /// migration, which holds it locked and referenced until finalize.
-    pub(crate) fn dst_page(&self, i: usize) -> Option<PageRef<'_>> {
-        let d = self.dst().get(i).copied().unwrap_or(0);
+    pub(crate) fn dst(&self, i: usize) -> Option<MigratePage<'_>> {
+        let d = self
+            .inner
+            .as_ref()
+            .and_then(|inner| inner.dst().get(i).copied())
+            .unwrap_or(0);
         // SAFETY: A valid dst entry was made by `DstSlots::set` from a `LockedPage`, whose
         // lock and reference the migration holds until finalize, which needs `self`.
-        unsafe { PageRef::from_migrate_pfn(d) }
+        unsafe { MigratePage::decode(d) }
     }
 
     /// The start address.
@@ -496,6 +605,45 @@ mod tests {
     }
 
     #[test]
+    fn src_entries_decode() {
+        let page = NewPage::alloc_page(bindings::GFP_KERNEL);
+        assert!(page.is_some());
+        let Some(page) = page else { return };
+        let page = page.lock();
+        let pfn = page.page().pfn();
+        let e = page.into_migrate_pfn();
+        let arr = [
+            0,
+            e,
+            mpfn::MIGRATE,
+            mpfn::MIGRATE | mpfn::COMPOUND,
+            e | mpfn::MIGRATE | mpfn::WRITE,
+        ];
+        // INVARIANT: The one selected valid entry holds the page locked and referenced.
+        let src = SrcEntries { src: &arr };
+        assert!(matches!(src.get(0), Src::Skip));
+        // Valid but not selected: collect did not take it.
+        assert!(matches!(src.get(1), Src::Skip));
+        assert!(matches!(
+            src.get(2),
+            Src::Hole {
+                write: false,
+                large: false
+            }
+        ));
+        assert!(matches!(src.get(3), Src::Hole { large: true, .. }));
+        assert!(matches!(src.get(4), Src::System(_)));
+        if let Src::System(p) = src.get(4) {
+            assert_eq!(p.page().pfn(), pfn);
+            assert!(p.writable() && !p.is_large());
+            assert_eq!(p.pages().first().pfn(), pfn);
+        }
+        assert!(matches!(src.get(5), Src::Skip));
+        // SAFETY: `e` holds the page locked and referenced; nothing else consumes it.
+        drop(unsafe { LockedPage::from_migrate_pfn(e) });
+    }
+
+    #[test]
     fn dst_slots_take_locked_pages() {
         let mut arr = [0usize; 2];
         // SAFETY: The array is zeroed and no migration core sees it.
@@ -512,8 +660,14 @@ mod tests {
             mpfn::VALID | mpfn::WRITE
         );
         assert_eq!(e >> mpfn::SHIFT, pfn);
-        assert_eq!(slots.page(0).map(|p| p.pfn()), Some(pfn));
-        assert!(slots.page(1).is_none());
+        let got = slots.get(0);
+        assert_eq!(got.map(|p| p.page().pfn()), Some(pfn));
+        assert_eq!(
+            got.map(|p| (p.writable(), p.is_large())),
+            Some((true, false))
+        );
+        assert_eq!(got.map(|p| p.pages().len()), Some(1));
+        assert!(slots.get(1).is_none());
         assert_eq!(slots.raw(2), 0);
         for e in arr.iter_mut() {
             // SAFETY: A valid entry was made by `DstSlots::set` and holds its page, which no

@@ -11,10 +11,10 @@ use super::*;
 struct Moving<'a> {
     /// The index of its src entry.
     i: usize,
-    /// That src entry.
-    s: usize,
-    /// Its backing page (the data).
-    spage: PageRef<'a>,
+    /// Whether that entry is writable.
+    write: bool,
+    /// Its backing pages (the data): the backing folio's for a large entry.
+    data: Pages<'a>,
     /// Its order (0 unless the entry is compound).
     order: u32,
     /// The entries it spans, clipped to the window.
@@ -40,18 +40,18 @@ impl Mirror {
         dst: &mut DstSlots<'_>,
         i: usize,
     ) -> usize {
-        let s = src.raw()[i];
-        if s & mpfn::MIGRATE == 0 {
-            return 1;
-        }
-        let is_large = s & mpfn::COMPOUND != 0;
-        let spage = src.page(i);
-        if let Some(sp) = spage {
-            if sp.is_zone_device() {
-                pr_warn_once!("page already in device spage pfn: 0x{:x}\n", sp.pfn());
+        let (spage, write, is_large) = match src.get(i) {
+            Src::Skip => return 1,
+            Src::Device(sp) => {
+                pr_warn_once!(
+                    "page already in device spage pfn: 0x{:x}\n",
+                    sp.page().pfn()
+                );
                 return 1;
             }
-        }
+            Src::Hole { write, large } => (None, write, large),
+            Src::System(sp) => (Some(sp), sp.writable(), sp.is_large()),
+        };
         let dpage = if this.take_fail_alloc() {
             None
         } else {
@@ -61,7 +61,7 @@ impl Mirror {
             if !is_large {
                 return 1;
             }
-            return Self::migrate_entry_base_pages(this, s, spage, dst, i);
+            return Self::migrate_entry_base_pages(this, spage, write, dst, i);
         };
         let Some(rpage) = devmem::backing_page(dpage.page()) else {
             return 1;
@@ -70,40 +70,45 @@ impl Mirror {
         // slot of our new, locked device page; it points back to the mirror, as in the C
         // driver.
         unsafe { owner::set(rpage, this) };
-        let nr = if is_large && dpage.page().folio().is_large() {
-            dpage.page().folio().nr_pages()
+        // The backing folio has the order of the device folio.
+        let backing = if is_large && dpage.page().folio().is_large() {
+            rpage.folio().pages()
         } else {
-            1
+            Pages::one(rpage)
         };
-        for k in 0..nr {
-            // SAFETY: TODO[MIGENT]. `k` is below the size of the backing folio, which has the
-            // order of the device folio.
-            let dst_page = unsafe { rpage.nth(k) };
-            match spage {
-                // SAFETY: TODO[PAGECOPY]. `k` is below the size of the locked source folio
-                // (a compound source has the order of the device folio); both pages are alive.
-                Some(sp) => unsafe { dst_page.copy_from(sp.nth(k)) },
-                // SAFETY: TODO[PAGECOPY]. `dst_page` is ours.
-                None => unsafe { dst_page.clear() },
+        match spage {
+            Some(sp) => {
+                // A large source has the order of the device folio.
+                for (to, from) in backing.iter().zip(sp.pages().iter()) {
+                    // SAFETY: TODO[PAGECOPY]. Both pages are alive: ours, and the source
+                    // the migration holds locked.
+                    unsafe { to.copy_from(from) };
+                }
+            }
+            None => {
+                for to in backing.iter() {
+                    // SAFETY: TODO[PAGECOPY]. `to` is ours.
+                    unsafe { to.clear() };
+                }
             }
         }
-        dst.set(i, dpage, s & mpfn::WRITE != 0, is_large);
+        let nr = backing.len();
+        dst.set(i, dpage, write, is_large);
         nr
     }
 
     /// The fallback of [`Mirror::migrate_entry`] when no device folio is left for
-    /// the large src entry `s` at `i`: order-0 device pages for each of its
-    /// pages. Returns how many entries it took.
+    /// the large src entry at `i` (`spage`, or a PMD hole): order-0 device pages
+    /// for each of its pages. Returns how many entries it took.
     fn migrate_entry_base_pages(
         this: &Arc<Self>,
-        s: usize,
-        spage: Option<PageRef<'_>>,
+        spage: Option<MigratePage<'_>>,
+        write: bool,
         dst: &mut DstSlots<'_>,
         i: usize,
     ) -> usize {
-        let nr = spage.map_or(HPAGE_PMD_NR, |sp| sp.folio().nr_pages());
-        let spfn = s >> mpfn::SHIFT;
-        let write = s & mpfn::WRITE != 0;
+        let from = spage.map(|sp| sp.pages());
+        let nr = from.map_or(HPAGE_PMD_NR, |f| f.len());
         let mut k = 0;
         while k < nr && i + k < dst.len() {
             let Some(dp) = this.device().alloc_page(false) else {
@@ -116,16 +121,13 @@ impl Mirror {
             // SAFETY: TODO[PGDATA]. The backing page is the owner slot of our new, locked
             // device page.
             unsafe { owner::set(rpage, this) };
-            if spage.is_some() {
-                // SAFETY: TODO[MIGENT]. `spfn + k` is a page of the locked source folio.
-                if let Some(src_page) = unsafe { PageRef::from_pfn(spfn + k) } {
-                    // SAFETY: TODO[PAGECOPY]. Both pages are alive (ours, and locked by the
-                    // migration).
-                    unsafe { rpage.copy_from(src_page) };
-                }
-            } else {
+            match from.map(|f| f.get(k)) {
+                // SAFETY: TODO[PAGECOPY]. Both pages are alive (ours, and the `k`th of the
+                // source folio, which the migration holds locked).
+                Some(Some(src_page)) => unsafe { rpage.copy_from(src_page) },
+                Some(None) => {}
                 // SAFETY: TODO[PAGECOPY]. `rpage` is ours.
-                unsafe { rpage.clear() };
+                None => unsafe { rpage.clear() },
             }
             dst.set(i + k, dp, write, false);
             k += 1;
@@ -150,17 +152,13 @@ impl Mirror {
         let g = self.state.lock();
         self.note_moved(&g);
         let start_pfn = m.start() >> PAGE_SHIFT;
-        for (i, &s) in m.src().iter().enumerate() {
-            if s & mpfn::MIGRATE == 0 {
+        for i in 0..m.len() {
+            let Some(moved) = m.moved(i) else {
                 continue;
-            }
-            let nr = if s & mpfn::COMPOUND != 0 {
-                HPAGE_PMD_NR
-            } else {
-                1
             };
+            let nr = if moved.large { HPAGE_PMD_NR } else { 1 };
             // `erase_range` takes the last pfn, not the end.
-            let last = (start_pfn + i + nr).min(start_pfn + m.src().len()) - 1;
+            let last = (start_pfn + i + nr).min(start_pfn + m.len()) - 1;
             g.table.erase_range(start_pfn + i, last);
         }
         valid() && self.map_moved(&g, m).is_ok()
@@ -173,32 +171,26 @@ impl Mirror {
     /// mutex, one before it would leave an entry whose page finalize frees.
     fn map_moved(&self, g: &MirrorState, m: &Migrated<'_>) -> Result {
         let first = m.start() >> PAGE_SHIFT;
-        let (src, dst) = (m.src(), m.dst());
+        let n = m.len();
         let mut i = 0;
-        while i < src.len() {
-            let (s, d) = (src[i], dst[i]);
-            let Some(dpage) = m.dst_page(i).filter(|_| s & mpfn::MIGRATE != 0) else {
+        while i < n {
+            let Some(d) = m.dst(i).filter(|_| m.moved(i).is_some()) else {
                 i += 1;
                 continue;
             };
-            let nr = if d & mpfn::COMPOUND != 0 {
-                dpage.folio().nr_pages().min(src.len() - i)
-            } else {
-                1
-            };
-            let Some(rpage) = Self::map_entry(dpage) else {
+            let nr = d.pages().len().min(n - i);
+            let Some(rpage) = Self::map_entry(d.page()) else {
                 i += nr;
                 continue;
             };
-            let tag = if d & mpfn::WRITE != 0 {
-                Tag::Write
+            // The backing folio of a device folio has its order.
+            let data = if d.is_large() {
+                rpage.folio().pages()
             } else {
-                Tag::Read
+                Pages::one(rpage)
             };
-            for k in 0..nr {
-                // SAFETY: TODO[BACKING]. The backing folio of a device page has its order (a
-                // compound dst is the head of its folio), so the `k`th page is in it.
-                let page = unsafe { rpage.nth(k) };
+            let tag = if d.writable() { Tag::Write } else { Tag::Read };
+            for (k, page) in data.iter().take(nr).enumerate() {
                 // SAFETY: TODO[XATAG]. The mutex is held and the caller checked that no other
                 // invalidation came since the setup: the page stays until a later one erases
                 // the entry under the mutex (see `map_moved`'s doc).
@@ -221,32 +213,36 @@ impl Mirror {
         let n = src.len();
         let mut i = 0;
         while i < n {
-            let s = src.raw()[i];
-            let Some(spage) = src.page(i) else {
-                i += 1;
-                continue;
-            };
-            if !spage.is_device_private() && !spage.is_device_coherent() {
-                if warn {
-                    pr_warn!("not a device page\n");
+            let sp = match src.get(i) {
+                Src::Device(sp) => sp,
+                Src::System(_) => {
+                    if warn {
+                        pr_warn!("not a device page\n");
+                    }
+                    i += 1;
+                    continue;
                 }
-                i += 1;
-                continue;
-            }
-            let Some(spage) = devmem::backing_page(spage) else {
+                Src::Skip | Src::Hole { .. } => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let Some(backing) = devmem::backing_page(sp.page()) else {
                 i += 1;
                 continue;
             };
-            let order = if s & mpfn::COMPOUND != 0 {
-                spage.folio().order()
+            // The backing folio of a device folio has its order.
+            let data = if sp.is_large() {
+                backing.folio().pages()
             } else {
-                0
+                Pages::one(backing)
             };
-            let nr = (1usize << order).min(n - i);
+            let order = data.len().trailing_zeros();
+            let nr = data.len().min(n - i);
             f(&Moving {
                 i,
-                s,
-                spage,
+                write: sp.writable(),
+                data,
                 order,
                 nr,
             })?;
@@ -278,7 +274,7 @@ impl Mirror {
         if let Err(ret) = alloc {
             return ret;
         }
-        self.erase_moving(start, src.raw());
+        self.erase_moving(start, src);
         let _ = Self::for_each_moving(src, false, |m| {
             Self::copy_to_system(m, &dst);
             Ok::<(), ()>(())
@@ -306,7 +302,7 @@ impl Mirror {
         if !fail {
             let p = NewPage::vma_alloc(bindings::GFP_HIGHUSER_MOVABLE, m.order, vma, addr);
             if let Some(p) = p {
-                dst.set(m.i, p.lock(), m.s & mpfn::WRITE != 0, m.order != 0);
+                dst.set(m.i, p.lock(), m.write, m.order != 0);
                 return Ok(());
             }
         }
@@ -330,23 +326,21 @@ impl Mirror {
 
     /// Erases, under the mutex, the table entries of the pages a migration back
     /// to system memory moves (from the src bits alone: no page is looked at).
-    fn erase_moving(&self, start: usize, src: &[usize]) {
+    fn erase_moving(&self, start: usize, src: SrcEntries<'_>) {
         let g = self.state.lock();
         self.note_moved(&g);
         let first = start >> PAGE_SHIFT;
         let n = src.len();
         let mut i = 0;
         while i < n {
-            let s = src[i];
-            if s & mpfn::MIGRATE == 0 || s & mpfn::VALID == 0 {
-                i += 1;
-                continue;
-            }
-            let nr = if s & mpfn::COMPOUND != 0 {
-                HPAGE_PMD_NR.min(n - i)
-            } else {
-                1
+            let large = match src.get(i) {
+                Src::System(p) | Src::Device(p) => p.is_large(),
+                Src::Skip | Src::Hole { .. } => {
+                    i += 1;
+                    continue;
+                }
             };
+            let nr = if large { HPAGE_PMD_NR.min(n - i) } else { 1 };
             for k in 0..nr {
                 g.table.erase(first + i + k);
             }
@@ -357,17 +351,25 @@ impl Mirror {
     /// Copies the moving device page `m` (its backing page) to the system
     /// pages of its destination entries.
     fn copy_to_system(m: &Moving<'_>, dst: &DstSlots<'_>) {
-        let compound = dst.raw(m.i) & mpfn::COMPOUND != 0;
-        for k in 0..m.nr {
-            let Some(dpage) = dst.page(if compound { m.i } else { m.i + k }) else {
-                continue;
-            };
-            // SAFETY: TODO[MIGENT]. A compound dst is the head of a folio of the source's
-            // order, so the `k`th page is in it; otherwise `k` is 0 for the page itself.
-            let dst_page = unsafe { dpage.nth(if compound { k } else { 0 }) };
-            // SAFETY: TODO[PAGECOPY]. `k` is below the size of the source folio; both pages
-            // are alive (ours, and the migration's locked source).
-            unsafe { dst_page.copy_from(m.spage.nth(k)) };
+        let from = m.data.iter().take(m.nr);
+        match dst.get(m.i).filter(|d| d.is_large()) {
+            // One system folio of the source's order.
+            Some(d) => {
+                for (to, from) in d.pages().iter().zip(from) {
+                    // SAFETY: TODO[PAGECOPY]. Both pages are alive (ours, and the
+                    // migration's locked source).
+                    unsafe { to.copy_from(from) };
+                }
+            }
+            // A system page per entry (or the fallback's order-0 pages).
+            None => {
+                for (k, from) in from.enumerate() {
+                    if let Some(d) = dst.get(m.i + k) {
+                        // SAFETY: TODO[PAGECOPY]. As above.
+                        unsafe { d.page().copy_from(from) };
+                    }
+                }
+            }
         }
     }
 
@@ -516,11 +518,7 @@ impl DmirrorFile {
                 return Err(ENOMEM);
             }
             let done = c.pages();
-            cmd.cpages += done
-                .src()
-                .iter()
-                .filter(|&&s| s & mpfn::VALID != 0 && s & mpfn::MIGRATE != 0)
-                .count() as u64;
+            cmd.cpages += done.moved_pages() as u64;
             done.finalize();
             addr = next;
         }
