@@ -93,11 +93,33 @@ def parse_suite(path, rc):
         else:
             tests[name] = {"result": "pass"}
     if plan is None or len(tests) < plan or rc not in (0, 1):
+        # The guest streams a suite's output as it runs: the test whose RUN
+        # line has no verdict after it was running when the suite ended.
+        reported = len(tests)
+        running = unfinished_test(lines)
+        if running and running not in tests:
+            tests[running] = {
+                "result": "fail",
+                "reason": f"did not finish: the suite ended (rc={rc}) while it ran",
+            }
         tests["<suite completed>"] = {
             "result": "fail",
-            "reason": f"suite ended early: rc={rc}, {len(tests)} of {plan} tests reported",
+            "reason": f"suite ended early: rc={rc}, {reported} of {plan} tests reported",
         }
     return tests
+
+
+def unfinished_test(lines):
+    """The test of the last kselftest_harness RUN line without a verdict
+    after it, or None."""
+    running = None
+    for line in lines:
+        m = re.match(r"^#\s+RUN\s+(\S+)", line)
+        if m:
+            running = m.group(1)
+        elif running and re.match(rf"^(not )?ok \d+ {re.escape(running)}\b", line):
+            running = None
+    return running
 
 
 def failure_reason(lines, name):

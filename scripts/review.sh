@@ -28,8 +28,10 @@
 #    REVIEW_SUITES) and driver,
 #    plus one boot of the base kernel with the head's hmm-tests when the
 #    series touches tools/testing/selftests/mm (a new test failing on base
-#    and passing on head = "fix demonstrated"). Every suite with a test
-#    whose result differs is booted RERUNS more times on each side.
+#    and passing on head = "fix demonstrated"; that boot runs hmm-tests
+#    only, with oops=panic: the test running when base crashed fails). Every
+#    suite with a test whose result differs is booted RERUNS more times on
+#    each side.
 #  - Stress (REVIEW=full): one boot per side on the debug kernel with the
 #    make stress programs (REVIEW_STRESS_SUITES) and the same seed and
 #    lengths on both: dmirror_fuzz --long for REVIEW_STRESS_SECONDS per
@@ -570,13 +572,20 @@ if [ "$REVIEW_COVERAGE_ONLY" = 1 ]; then
 	exit "$rc"
 fi
 
+# The head's hmm-tests on the base kernel: only hmm-tests comes from the
+# kernel tree, and a new test that finds the base kernel's bug may crash it,
+# so an Oops ends that boot at once (oops=panic) instead of leaving a guest
+# that deadlocked on a lock the dead task held until VM_TIMEOUT. The guest
+# streams each suite's output, so the test that was running is known
+# (report.py: "did not finish").
+cross_env=(SUITES=hmm-tests EXTRA_CMDLINE=oops=panic)
 if [ "$skip" = 0 ]; then
 	for flavor in $REVIEW_FLAVORS; do
 		first=()
 		[ -z "${REVIEW_SUITES:-}" ] || first=(SUITES="$REVIEW_SUITES")
 		boot "base-$flavor-1" base base "$flavor" "${first[@]}"
 		boot "head-$flavor-1" head head "$flavor" "${first[@]}"
-		[ "$tests_changed" = 0 ] || boot "cross-$flavor-1" base head "$flavor" "${first[@]}"
+		[ "$tests_changed" = 0 ] || boot "cross-$flavor-1" base head "$flavor" "${cross_env[@]}"
 	done
 	# Reruns of every suite with a test whose result differs.
 	REVIEW_STATUS=$(status_json) REVIEW_SKIP=null REVIEW_META=$(meta_json) write_manifest first
@@ -587,7 +596,9 @@ if [ "$skip" = 0 ]; then
 		for ((i = 2; i <= RERUNS + 1; i++)); do
 			boot "base-$flavor-$i" base base "$flavor" SUITES="$suites"
 			boot "head-$flavor-$i" head head "$flavor" SUITES="$suites"
-			[ "$tests_changed" = 0 ] || boot "cross-$flavor-$i" base head "$flavor" SUITES="$suites"
+			case " $suites " in
+			*" hmm-tests "*) [ "$tests_changed" = 0 ] || boot "cross-$flavor-$i" base head "$flavor" "${cross_env[@]}" ;;
+			esac
 		done
 	done
 	# Benchmark pairs, ABBA (pair 1 base first, pair 2 head first, ...),

@@ -143,6 +143,28 @@ class ReviewTests(unittest.TestCase):
         self.assertEqual({f["class"] for f in res["functional"]}, {"fix demonstrated"})
         self.assertIn("fix demonstrated", text)
 
+    def test_fix_demonstrated_by_crash_of_base(self):
+        # The base kernel with the head's tests Oopses (oops=panic) in the new
+        # test: the streamed output ends after its RUN line, no verdict, no
+        # rc. That test failed on base; the one after it did not run there.
+        new = TESTS + [("zap_huge", "ok"), ("split_child", "ok")]
+        runs = [self.run_("b", "base"), self.run_("h", "head", tests=new)]
+        cross = self.run_("x", "base", "head", guest="crashed")
+        for driver in ("c", "rust"):
+            d = os.path.join(cross["out"], "normal", "results", driver)
+            with open(os.path.join(d, "hmm-tests.tap"), "w", encoding="utf-8") as f:
+                f.write("TAP version 13\n1..5\n")
+                for i, (t, _) in enumerate(TESTS, 1):
+                    f.write(f"#  RUN           {t} ...\n#            OK  {t}\nok {i} {t}\n")
+                f.write("#  RUN           zap_huge ...\n")
+            os.remove(os.path.join(d, "hmm-tests.rc"))
+        res, text, code = self.review(runs + [cross])
+        self.assertEqual(code, 0)
+        classes = {(f["driver"], f["test"]): f["class"] for f in res["functional"]}
+        self.assertEqual(classes[("rust", "zap_huge")], "fix demonstrated")
+        self.assertEqual(classes[("rust", "split_child")], "new")
+        self.assertIn("fix demonstrated", text)
+
     def test_suite_crash_on_head_is_regression(self):
         runs = [self.run_("b", "base"),
                 self.run_("h", "head", tests=[("smoke", "ok")], plan=3, guest="crashed")]
