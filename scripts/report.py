@@ -34,7 +34,8 @@ REPORT = re.compile(
     r"|kmemleak: .*suspected memory leak|unreferenced object|INFO: task .* blocked for more than"
     r"|possible circular locking|possible recursive locking|inconsistent lock state"
     r"|suspicious RCU usage|rust_panic|panicked at|stack-protector|list_add corruption"
-    r"|list_del corruption|Bad page state|page dumped because)"
+    r"|list_del corruption|Bad page state|page dumped because"
+    r"|\.c:\d+: bad (?:pgd|p4d|pud|pmd|pte) )"
 )
 MARK = re.compile(r"hmm-run: (begin|end) driver (\S+)")
 TIMESTAMP = re.compile(r"^(<\d+>)?\[\s*\d+\.\d+\]\s?")

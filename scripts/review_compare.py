@@ -167,6 +167,7 @@ SIGNATURES = [
     (re.compile(r"BUG: KASAN: (\S+) in ([A-Za-z0-9_.]+)"), "KASAN {0} in {1}", False),
     (re.compile(r"BUG: KFENCE: (.+?) in ([A-Za-z0-9_.]+)"), "KFENCE {0} in {1}", False),
     (re.compile(r"BUG: Bad rss-counter state.*?type:(\S+)"), "bad rss-counter {0}", False),
+    (re.compile(r"(\S+?\.c):\d+: bad (pgd|p4d|pud|pmd|pte) "), "bad {1} {0}", False),
     (re.compile(r"BUG: Bad page state"), "bad page state", True),
     (re.compile(r"BUG: (.+?)(?:, address: .*)?$"), "BUG: {0}", True),
     (re.compile(r"general protection fault"), "general protection fault", True),
@@ -197,6 +198,11 @@ def signature(line, following=()):
                 r = RIP.search(nxt)
                 if r:
                     sig += " in " + r.group(1)
+                    break
+                # The RIP of the next report is not this one's (a "BUG:
+                # non-zero pgtables_bytes" has no trace of its own); its
+                # Oops line is still part of it.
+                if "---[ end trace" in nxt or (report.REPORT.search(nxt) and "Oops:" not in nxt):
                     break
         return re.sub(r"0x[0-9a-f]+|\b[0-9a-f]{8,}\b", "...", sig)
     return re.sub(r"0x[0-9a-f]+|\d+", "N", line)[:60]

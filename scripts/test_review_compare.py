@@ -220,12 +220,25 @@ class ReviewTests(unittest.TestCase):
         null = rc.signature("BUG: kernel NULL pointer dereference, address: 0000000000000008",
                             ["#PF: supervisor read access", "RIP: 0010:is_device_private_page+0x0/0x20"])
         self.assertEqual(null, "BUG: kernel NULL pointer dereference in is_device_private_page")
+        oops = rc.signature("BUG: unable to handle page fault for address: ffff897ffde00000",
+                            ["#PF: supervisor read access in kernel mode", "PGD 0 P4D 0",
+                             "Oops: Oops: 0000 [#1] SMP", "RIP: 0010:copy_page+0xb/0x10"])
+        self.assertEqual(oops, "BUG: unable to handle page fault for address: ... in copy_page")
+        # No trace of its own: the next report's RIP is not taken.
+        for nxt in ("WARNING: mm/memremap.c:158 at memremap_pages+0x1/0x2, CPU#0: t/1",
+                    "BUG: unable to handle page fault for address: ffff897ffde00000"):
+            self.assertEqual(rc.signature("BUG: non-zero pgtables_bytes on freeing mm: 4096",
+                                          [nxt, "Oops: Oops: 0000 [#1] SMP",
+                                           "RIP: 0010:memremap_pages+0x1/0x2"]),
+                             "BUG: non-zero pgtables_bytes on freeing mm: 4096")
         self.assertEqual(rc.signature("BUG: Bad rss-counter state mm:00000000deadbeef type:MM_ANONPAGES val:-512"),
                          "bad rss-counter MM_ANONPAGES")
         self.assertEqual(rc.signature("INFO: task hmm-tests:123 blocked for more than 120 seconds."),
                          "hung task")
         self.assertEqual(rc.signature("WARNING: possible circular locking dependency detected"),
                          "lockdep: possible circular locking dependency")
+        self.assertEqual(rc.signature("mm/pgtable-generic.c:56: bad pmd 0000000019e70a67(dfffffe0003ffe00)"),
+                         "bad pmd mm/pgtable-generic.c")
         self.assertIsNone(rc.signature("hmm_dmirror: loaded"))
 
     def test_report_only_on_head_is_regression(self):
