@@ -95,6 +95,12 @@ if [ -z "${DRIVERS:-}" ]; then
 fi
 REVIEW_STRESS_SECONDS=${REVIEW_STRESS_SECONDS:-120}
 REVIEW_STRESS_ROUNDS=${REVIEW_STRESS_ROUNDS:-10}
+# The stress boots run on the debug kernel when the review builds it.
+stress_flavor=${REVIEW_FLAVORS%% *}
+case " $REVIEW_FLAVORS " in *" debug "*) stress_flavor=debug ;; esac
+stress_desc=''
+[ -z "$REVIEW_STRESS_SUITES" ] ||
+	stress_desc="$REVIEW_STRESS_SUITES on the $stress_flavor kernel, fuzzer ${REVIEW_STRESS_SECONDS} s per variant, $REVIEW_STRESS_ROUNDS rounds"
 # One seed for the seeded programs of every boot of both sides.
 REVIEW_SEED=${REVIEW_SEED:-$((RANDOM * 32768 + RANDOM))}
 [[ "$REVIEW_SEED" =~ ^[0-9]+$ ]] || die "REVIEW_SEED=$REVIEW_SEED: expected a number"
@@ -514,7 +520,7 @@ meta_json() {
 		META_HEAD="${head_ksrc:-Linux $KERNEL_PKG_VERSION ($KERNEL_PKG)}${REVIEW_HEAD:+ at $REVIEW_HEAD} + $(shown_list $BASE_PATCHES $PATCHES)" \
 		META_RERUN="$rerun_cmd" META_RUNS="$work/runs" META_SECONDS=$SECONDS META_TOOL=$tool_commit \
 		META_MODE=$REVIEW META_DRIVERS=$DRIVERS META_SEED=$REVIEW_SEED \
-		META_STRESS="$REVIEW_STRESS_SUITES" python3 -c '
+		META_STRESS="$stress_desc" python3 -c '
 import json, os, platform
 e = os.environ
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -615,8 +621,7 @@ if [ "$skip" = 0 ]; then
 	# Stress: the make stress programs, same seed and lengths on both sides,
 	# on the debug kernel when the review builds it.
 	if [ -n "$REVIEW_STRESS_SUITES" ]; then
-		flavor=${REVIEW_FLAVORS%% *}
-		case " $REVIEW_FLAVORS " in *" debug "*) flavor=debug ;; esac
+		flavor=$stress_flavor
 		read -r -a stress_suites <<<"$REVIEW_STRESS_SUITES"
 		read -r -a stress_drivers <<<"$DRIVERS"
 		stress_env=(SUITES="$REVIEW_STRESS_SUITES" SUITE_ARGS=--long STRESS=1

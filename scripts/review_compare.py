@@ -857,7 +857,7 @@ def render(res, fail_inconclusive=False):
                   f"mode {meta.get('mode', '?')}, flavors {' '.join(meta.get('flavors', []))}, "
                   f"drivers {meta.get('drivers', '?')}, seed {meta.get('seed', '?')}")
     if meta.get("stress"):
-        lines += wrap(f"stress: one debug boot per side, same seed: {meta['stress']}; "
+        lines += wrap(f"stress: one boot per side, same seed: {meta['stress']}; "
                       "compared as the flavor \"stress\", not rerun")
     if meta.get("accelerator", "tcg") == "tcg":
         lines += wrap("This is an emulated device on TCG: dmirror fakes the device "
