@@ -82,6 +82,25 @@ impl<'a> MigratePage<'a> {
     }
 }
 
+/// The flags of a selected src entry (`MIGRATE_PFN_MIGRATE`), without its
+/// page: for loops that need only the extent of what moves.
+#[derive(Clone, Copy)]
+pub(crate) struct Selected {
+    /// The entry has a page (`MIGRATE_PFN_VALID`), it is not a hole.
+    pub(crate) has_page: bool,
+    /// The entry stands for a large folio or PMD hole (`MIGRATE_PFN_COMPOUND`).
+    pub(crate) large: bool,
+}
+
+impl Selected {
+    fn of(s: usize) -> Option<Self> {
+        (s & mpfn::MIGRATE != 0).then_some(Self {
+            has_page: s & mpfn::VALID != 0,
+            large: s & mpfn::COMPOUND != 0,
+        })
+    }
+}
+
 /// A source entry of a migration being filled, as the driver matches on it.
 #[derive(Clone, Copy)]
 pub(crate) enum Src<'a> {
@@ -124,6 +143,13 @@ impl<'a> SrcEntries<'a> {
     #[inline]
     pub(crate) fn len(&self) -> usize {
         self.src.len()
+    }
+
+    /// The flags of entry `i` if it is selected, without looking at its page
+    /// (no call into C).
+    #[inline]
+    pub(crate) fn selected(&self, i: usize) -> Option<Selected> {
+        Selected::of(self.src.get(i).copied().unwrap_or(0))
     }
 
     /// Entry `i` ([`Src::Skip`] out of range).
@@ -439,15 +465,6 @@ pub(crate) struct Migrated<'a> {
     _arrays: PhantomData<&'a mut PfnArrays>,
 }
 
-/// What became of a src entry that `migrate_vma_pages()` moved.
-#[derive(Clone, Copy)]
-pub(crate) struct Moved {
-    /// A page moved (`MIGRATE_PFN_VALID`), not a hole that was filled.
-    pub(crate) had_page: bool,
-    /// The entry stands for a large folio or PMD hole (`MIGRATE_PFN_COMPOUND`).
-    pub(crate) large: bool,
-}
-
 impl Migrated<'_> {
     fn src(&self) -> &[usize] {
         self.inner.as_ref().map_or(&[], |i| i.src())
@@ -460,19 +477,15 @@ impl Migrated<'_> {
 
     /// Src entry `i` if it moved (`MIGRATE_PFN_MIGRATE` is cleared where it
     /// did not), `None` otherwise or out of range.
-    pub(crate) fn moved(&self, i: usize) -> Option<Moved> {
-        let s = self.src().get(i).copied().unwrap_or(0);
-        (s & mpfn::MIGRATE != 0).then_some(Moved {
-            had_page: s & mpfn::VALID != 0,
-            large: s & mpfn::COMPOUND != 0,
-        })
+    pub(crate) fn moved(&self, i: usize) -> Option<Selected> {
+        Selected::of(self.src().get(i).copied().unwrap_or(0))
     }
 
     /// The number of entries whose page moved (`cpages` of the C driver's
     /// migration back to system memory).
     pub(crate) fn moved_pages(&self) -> usize {
         (0..self.len())
-            .filter(|&i| self.moved(i).is_some_and(|m| m.had_page))
+            .filter(|&i| self.moved(i).is_some_and(|m| m.has_page))
             .count()
     }
 
@@ -639,6 +652,13 @@ mod tests {
             assert_eq!(p.pages().first().pfn(), pfn);
         }
         assert!(matches!(src.get(5), Src::Skip));
+        assert!(src.selected(1).is_none());
+        assert!(src
+            .selected(3)
+            .is_some_and(|sel| !sel.has_page && sel.large));
+        assert!(src
+            .selected(4)
+            .is_some_and(|sel| sel.has_page && !sel.large));
         // SAFETY: `e` holds the page locked and referenced; nothing else consumes it.
         drop(unsafe { LockedPage::from_migrate_pfn(e) });
     }

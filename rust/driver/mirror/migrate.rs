@@ -333,14 +333,15 @@ impl Mirror {
         let n = src.len();
         let mut i = 0;
         while i < n {
-            let large = match src.get(i) {
-                Src::System(p) | Src::Device(p) => p.is_large(),
-                Src::Skip | Src::Hole { .. } => {
-                    i += 1;
-                    continue;
-                }
+            let Some(sel) = src.selected(i).filter(|sel| sel.has_page) else {
+                i += 1;
+                continue;
             };
-            let nr = if large { HPAGE_PMD_NR.min(n - i) } else { 1 };
+            let nr = if sel.large {
+                HPAGE_PMD_NR.min(n - i)
+            } else {
+                1
+            };
             for k in 0..nr {
                 g.table.erase(first + i + k);
             }
