@@ -38,6 +38,8 @@ REPORT = re.compile(
     r"|\.c:\d+: bad (?:pgd|p4d|pud|pmd|pte) )"
 )
 MARK = re.compile(r"hmm-run: (begin|end) driver (\S+)")
+SUITE_MARK = re.compile(r"hmm-run: (begin|end) suite (\S+) (\S+)")
+TEST_MARK = re.compile(r"hmm-run: test (\S+) (\S+) (\S+)")
 TIMESTAMP = re.compile(r"^(<\d+>)?\[\s*\d+\.\d+\]\s?")
 
 
@@ -143,9 +145,11 @@ def failure_reason(lines, name):
 
 
 def scan_kernel_log(path):
-    """(driver loaded at the time or 'kernel', report line) for every report."""
+    """(driver loaded at the time or 'kernel', report line, what ran) for every
+    report; what ran is "<suite> <test>" from the guest's marks (qemu/init),
+    "<suite>" between tests, "" outside suites."""
     reports = []
-    driver = "kernel"
+    driver, during = "kernel", ""
     if not os.path.exists(path):
         return reports
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -154,9 +158,18 @@ def scan_kernel_log(path):
             m = MARK.search(line)
             if m:
                 driver = m.group(2) if m.group(1) == "begin" else "kernel"
+                during = ""
+                continue
+            m = SUITE_MARK.search(line)
+            if m:
+                during = m.group(3) if m.group(1) == "begin" else ""
+                continue
+            m = TEST_MARK.search(line)
+            if m:
+                during = f"{m.group(2)} {m.group(3)}"
                 continue
             if REPORT.search(line):
-                reports.append((driver, line.strip()))
+                reports.append((driver, line.strip(), during))
     return reports
 
 
@@ -208,11 +221,17 @@ def collect_flavor(out, flavor, expectations, problems):
     reports = scan_kernel_log(log)
     for driver in flavor_result["drivers"]:
         leaks = os.path.join(results, driver, "kmemleak.tap")
-        reports += [(driver, line) for _, line in scan_kernel_log(leaks)]
-    for driver, line in reports:
+        reports += [(driver, line, "kmemleak") for _, line, _ in scan_kernel_log(leaks)]
+    for driver, line, during in reports:
         known = find_expectation(expectations, driver, flavor, "kernel-log", line, "report")
         flavor_result["kernel_reports"].append(
-            {"driver": driver, "line": line, "known": bool(known), "reason": known["reason"] if known else ""}
+            {
+                "driver": driver,
+                "line": line,
+                "during": during,
+                "known": bool(known),
+                "reason": known["reason"] if known else "",
+            }
         )
     # Tests the plan told a suite not to run (kselftest_harness -T), or whole
     # suites it left out (test '*'): one skip row each.
@@ -312,16 +331,22 @@ def print_table(flavor, fr):
         print(f"{suite + ' ' + test:<{width}}  {cells}")
     seen = {}
     for rep in fr["kernel_reports"]:
-        key = (rep["known"], rep["driver"], re.sub(r"0x[0-9a-f]+", "0x...", rep["line"]))
+        key = (rep["known"], where(rep), re.sub(r"0x[0-9a-f]+", "0x...", rep["line"]))
         seen[key] = seen.get(key, 0) + 1
-    for (known, driver, line), count in seen.items():
+    for (known, at, line), count in seen.items():
         tag = "known" if known else "REPORT"
         times = f" (x{count})" if count > 1 else ""
-        print(f"kernel log [{tag}] ({driver}): {line}{times}")
+        print(f"kernel log [{tag}] ({at}): {line}{times}")
     for driver, per in sorted(fr["seconds"].items()):
         total = sum(per.values())
         each = ", ".join(f"{suite} {secs}" for suite, secs in per.items())
         print(f"seconds per suite ({driver}, {total} s in all): {each}")
+
+
+def where(rep):
+    """'driver' or 'driver, during suite test' for a kernel report."""
+    during = rep.get("during", "")
+    return f"{rep['driver']}, during {during}" if during else rep["driver"]
 
 
 def main():
@@ -348,7 +373,7 @@ def main():
         for rep in fr["kernel_reports"]:
             if not rep["known"]:
                 counts["fail"] += 1
-                problems.append(f"kernel report {flavor} ({rep['driver']}): {rep['line']}")
+                problems.append(f"kernel report {flavor} ({where(rep)}): {rep['line']}")
     summary["counts"] = counts
     summary["problems"] = problems
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:

@@ -147,11 +147,12 @@ def run_results(out, flavor, expectations):
     log = os.path.join(base, "dmesg.txt")
     if fr["guest"] != "finished" or not os.path.exists(log):
         log = os.path.join(base, "console.log")
-    sigs = signatures_of_log(log)
+    during = {}
+    sigs = signatures_of_log(log, during)
     for driver in fr["drivers"]:
         for sig in signatures_of_log(os.path.join(base, "results", driver, "kmemleak.tap")):
             sigs.setdefault(sig, set()).add(driver)
-    return {"guest": fr["guest"], "tests": tests, "signatures": sigs,
+    return {"guest": fr["guest"], "tests": tests, "signatures": sigs, "during": during,
             "kernel": (fr["kernel"] or [""])[0], "accelerator": fr["accelerator"]}
 
 
@@ -208,22 +209,35 @@ def signature(line, following=()):
     return re.sub(r"0x[0-9a-f]+|\d+", "N", line)[:60]
 
 
-def signatures_of_log(path):
-    """{signature: {driver loaded at the time}} of one boot's kernel log."""
+def signatures_of_log(path, during=None):
+    """{signature: {driver loaded at the time}} of one boot's kernel log; with
+    a dict as `during`, also {signature: {"suite test" that ran}} there, from
+    the guest's marks (qemu/init, report.scan_kernel_log)."""
     sigs = {}
     if not os.path.exists(path):
         return sigs
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = [report.TIMESTAMP.sub("", raw.rstrip("\r\n")) for raw in f]
-    driver = "kernel"
+    driver, ran = "kernel", ""
     for i, line in enumerate(lines):
         m = report.MARK.search(line)
         if m:
             driver = m.group(2) if m.group(1) == "begin" else "kernel"
+            ran = ""
+            continue
+        m = report.SUITE_MARK.search(line)
+        if m:
+            ran = m.group(3) if m.group(1) == "begin" else ""
+            continue
+        m = report.TEST_MARK.search(line)
+        if m:
+            ran = f"{m.group(2)} {m.group(3)}"
             continue
         sig = signature(line, lines[i + 1:i + 41])
         if sig:
             sigs.setdefault(sig, set()).add(driver)
+            if during is not None and ran:
+                during.setdefault(sig, set()).add(ran)
     return sigs
 
 
@@ -778,8 +792,11 @@ def compare(manifest, expectations):
             nh = sum(sig in r["signatures"] for r in runs["head"])
             drivers = sorted(set().union(*[r["signatures"].get(sig, set())
                                            for r in base_boots + runs["head"]]))
+            ran = sorted(set().union(*[r.get("during", {}).get(sig, set())
+                                       for r in base_boots + runs["head"]]))
             cls = "regression" if nh and not nb else ("gone on head" if nb and not nh else "both")
             res["reports"].append({"flavor": flavor, "signature": sig, "drivers": drivers,
+                                   "during": ran,
                                    "base": f"{nb}/{len(base_boots)}",
                                    "head": f"{nh}/{len(runs['head'])}",
                                    "class": cls,
@@ -905,6 +922,9 @@ def render(res, fail_inconclusive=False):
         mark = {"regression": "REGRESSION", "gone on head": "gone on head", "both": "on both"}[r["class"]]
         lines += wrap(f"{r['flavor']} {r['signature']} [{','.join(r['drivers'])}]: "
                       f"{r['base']} / {r['head']}  {mark}", "  ")
+        if r.get("during"):
+            more = f" (+{len(r['during']) - 3} more)" if len(r["during"]) > 3 else ""
+            lines += wrap(f"during: {', '.join(r['during'][:3])}{more}", "      ")
         if r["rule"]:
             lines += wrap(f"rule: {r['rule']}", "      ")
     lines.append("")

@@ -133,6 +133,31 @@ one_cpu_guest_fails_report() {
 		python3 -c 'import json, sys; c = json.load(open(sys.argv[1]))["flavors"]["normal"]["cpus"]; sys.exit(c["online"] != 1 or c["requested"] != 2)' "$out/results.json"
 }
 check one_cpu_guest_fails_report one_cpu_guest_fails_report
+# A kernel report names the driver, suite and test that ran when it came
+# (the guest's "hmm-run:" marks, qemu/init).
+report_names_its_test() {
+	local out=$work/out-during
+	mkdir -p "$out/normal/results/rust"
+	printf '1..2\nok 1 hmm.a.first\nok 2 hmm.a.second\n' >"$out/normal/results/rust/hmm-tests.tap"
+	echo rc=0 >"$out/normal/results/rust/hmm-tests.rc"
+	echo tcg >"$out/normal/accelerator"
+	echo finished >"$out/normal/guest-status"
+	cat >"$out/normal/dmesg.txt" <<-'EOF'
+		[    1.0] hmm-run: begin driver rust
+		[    1.1] hmm-run: begin suite rust hmm-tests
+		[    1.2] hmm-run: test rust hmm-tests hmm.a.first
+		[    1.3] hmm-run: test rust hmm-tests hmm.a.second
+		[    1.4] mm/pgtable-generic.c:56: bad pmd 00000000deadbeef(0000000000012345)
+		[    1.5] hmm-run: end suite rust hmm-tests rc=0
+		[    1.6] WARNING: CPU: 0 PID: 1 at mm/memremap.c:1 x+0x1/0x2
+		[    1.7] hmm-run: end driver rust
+	EOF
+	! python3 "$REPO_ROOT/scripts/report.py" --out "$out" normal >"$work/report.txt" &&
+		grep -q '^kernel report normal (rust, during hmm-tests hmm.a.second): mm/pgtable-generic.c:56: bad pmd' "$work/report.txt" &&
+		grep -q '^kernel report normal (rust): WARNING: CPU: 0 PID: 1 at mm/memremap.c' "$work/report.txt" &&
+		grep -q '^2 passed, 2 failed' "$work/report.txt"
+}
+check report_names_its_test report_names_its_test
 
 # The docs scripts, on a fresh copy of the repository per test (no out/, no .git).
 docs_copy() {

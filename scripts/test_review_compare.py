@@ -253,6 +253,19 @@ class ReviewTests(unittest.TestCase):
         self.assertEqual(classes["WARNING mm/memremap.c memremap_pages"][0], "both")
         self.assertIn(rc.RULES["report"], text)
 
+    def test_report_names_the_test_that_ran(self):
+        marks = ["[ 1.0] hmm-run: begin driver rust", "[ 1.1] hmm-run: begin suite rust hmm-tests",
+                 "[ 1.2] hmm-run: test rust hmm-tests hmm.x.fork",
+                 "[ 1.3] mm/pgtable-generic.c:56: bad pmd 0000000019e70a67(dfffffe0003ffe00)",
+                 "[ 1.4] hmm-run: end suite rust hmm-tests rc=0", "[ 1.5] hmm-run: end driver rust"]
+        runs = [self.run_("b", "base"), self.run_("h", "head", dmesg=marks)]
+        res, text, code = self.review(runs)
+        self.assertEqual(code, 1)
+        rep = next(r for r in res["reports"] if r["signature"] == "bad pmd mm/pgtable-generic.c")
+        self.assertEqual((rep["class"], rep["drivers"], rep["during"]),
+                         ("regression", ["rust"], ["hmm-tests hmm.x.fork"]))
+        self.assertIn("during: hmm-tests hmm.x.fork", text)
+
     # -- performance -----------------------------------------------------
     def bench(self, base_head, aa=None):
         pairs = []
