@@ -3,9 +3,10 @@
 //! The `dev_pagemap_ops` of the device's chunks.
 //!
 //! Owns the glue between a chunk's callbacks and the driver objects they
-//! reach: the free path (drops the owner reference, frees the backing folio,
-//! recycles the pages), the CPU fault (handed to the owning mirror) and the
-//! folio split (splits the backing folio alike). This module sits on top of
+//! reach: the free path (drops the owner reference, frees the backing folio;
+//! the pool takes the pages back), the CPU fault (handed to the owning
+//! mirror), the folio split (splits the backing folio alike) and the eviction
+//! of a chunk's pages to system memory. This module sits on top of
 //! `devmem`, `owner` and `mirror`, so none of them imports another in a
 //! circle.
 
@@ -19,11 +20,12 @@ use crate::{
     },
     mm::{
         bindings,
-        folio::FolioRef,
+        folio::{FolioRef, NewPage},
         memremap::{DeviceFault, PagemapOps},
+        migrate::Src,
     },
 };
-use kernel::ffi::c_void;
+use kernel::{ffi::c_void, prelude::*};
 
 // TODO[SPLT]: the backing-folio split of the simulated device memory
 // (rust/driver/backing.c), declared by hand: it is driver code, not part of the
@@ -39,7 +41,7 @@ extern "C" {
 }
 
 impl PagemapOps for ChunkData {
-    fn folio_free(map: &Chunk, folio: FolioRef<'_>) {
+    fn folio_free(_map: &Chunk, folio: FolioRef<'_>) {
         let page = folio.head();
         let rpage = backing_page(page);
         let order = rpage.map_or(folio.order(), |r| r.folio().order());
@@ -55,7 +57,6 @@ impl PagemapOps for ChunkData {
                 unsafe { bindings::__free_pages(r.as_ptr(), order) };
             }
         }
-        map.data().recycle(page, order);
     }
 
     fn migrate_to_ram(_map: &Chunk, fault: &DeviceFault<'_>) -> bindings::vm_fault_t {
@@ -96,5 +97,50 @@ impl PagemapOps for ChunkData {
                 rpage.zone_device_data(),
             )
         };
+    }
+
+    /// `dmirror_device_evict_chunk()`: migrates every device page of `map`
+    /// back to system memory.
+    fn evict(map: &Chunk) {
+        let mut m = match map.migrate_all() {
+            Ok(m) => m,
+            Err(_) => {
+                pr_err!("out of memory evicting a chunk\n");
+                return;
+            }
+        };
+        let (src, mut dst) = m.arrays();
+        for i in 0..src.len() {
+            let sp = match src.get(i) {
+                Src::Device(sp) => sp,
+                Src::System(_) => {
+                    pr_warn!("evicting a page that is not a device page\n");
+                    continue;
+                }
+                Src::Skip | Src::Hole { .. } => continue,
+            };
+            let mut order = sp.page().folio().order();
+            let Some(spage) = backing_page(sp.page()) else {
+                continue;
+            };
+            let dpage = if sp.is_large() {
+                NewPage::folio_alloc(bindings::GFP_HIGHUSER_MOVABLE, order)
+            } else {
+                order = 0;
+                NewPage::alloc_page(bindings::GFP_HIGHUSER_MOVABLE | bindings::GFP_NOFAIL)
+            };
+            let Some(dpage) = dpage else {
+                pr_warn!("no memory to evict an order-{} folio\n", order);
+                continue;
+            };
+            let locked = dpage.lock();
+            let dfolio = locked.page().folio();
+            // SAFETY: TODO[PAGECOPY]. `dfolio` is our new locked folio; `spage`'s folio is kept
+            // alive by the migration (src entries are locked and referenced).
+            unsafe { bindings::folio_copy(dfolio.as_ptr(), spage.folio().as_ptr()) };
+            dst.set(i, locked, sp.writable(), order != 0);
+        }
+        m.pages();
+        // Dropping `m` finalizes the migration.
     }
 }

@@ -171,6 +171,16 @@ void rust_mm_zone_device_folio_init(struct folio *folio,
 	zone_device_folio_init(folio, pgmap, order);
 }
 
+bool rust_mm_pgmap_tryget_live(struct dev_pagemap *pgmap)
+{
+	return percpu_ref_tryget_live(&pgmap->ref);
+}
+
+void rust_mm_pgmap_put(struct dev_pagemap *pgmap)
+{
+	percpu_ref_put(&pgmap->ref);
+}
+
 struct folio *rust_mm_folio_alloc(gfp_t gfp, unsigned int order)
 {
 	return folio_alloc(gfp, order);

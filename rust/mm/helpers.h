@@ -60,6 +60,8 @@ void rust_mm_clear_highpage(struct page *page);
 void rust_mm_zone_device_folio_init(struct folio *folio,
 				    struct dev_pagemap *pgmap,
 				    unsigned int order);
+bool rust_mm_pgmap_tryget_live(struct dev_pagemap *pgmap);
+void rust_mm_pgmap_put(struct dev_pagemap *pgmap);
 struct folio *rust_mm_folio_alloc(gfp_t gfp, unsigned int order);
 struct folio *rust_mm_vma_alloc_folio(gfp_t gfp, unsigned int order,
 				      struct vm_area_struct *vma,

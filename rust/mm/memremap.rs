@@ -8,12 +8,17 @@
 //! because the memmap of the chunk points at `pgmap`. Callbacks of the static
 //! `dev_pagemap_ops` reach the chunk's [`PagemapOps`] data through
 //! [`DevPagemap::from_page`]. `memunmap_pages()` waits for every page of the
-//! chunk to be freed, so the owner must evict the pages before dropping it.
+//! chunk to be freed, so the pages are evicted ([`PagemapOps::evict`]) before
+//! it is dropped. A map is made and owned by a [`DevicePool`], which hands
+//! out its free pages and takes them back from `folio_free`.
 
 use crate::mm::{
     bindings,
     folio::{FolioRef, PageRef},
+    migrate::DeviceMigration,
+    pool::DevicePool,
 };
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{ffi::c_void, mm::virt::VmaRef, page::PAGE_SHIFT, prelude::*, types::Opaque};
 
 /// The memory type of a chunk.
@@ -33,9 +38,11 @@ pub(crate) enum ChunkKind {
     },
 }
 
-/// The `dev_pagemap_ops` callbacks, as safe functions on the chunk data.
+/// The `dev_pagemap_ops` callbacks, as safe functions on the chunk data, and
+/// the eviction of a chunk's pages before it is unmapped.
 pub(crate) trait PagemapOps: Sized + Send + Sync {
-    /// `folio_free`: the last reference to a device folio was dropped.
+    /// `folio_free`: the last reference to a device folio was dropped. The
+    /// pool takes the folio's pages back afterwards.
     fn folio_free(map: &DevPagemap<Self>, folio: FolioRef<'_>);
 
     /// `migrate_to_ram`: a CPU fault on a device-private page.
@@ -44,6 +51,11 @@ pub(crate) trait PagemapOps: Sized + Send + Sync {
     /// `folio_split`: `head` is being split, `tail` is a new tail folio or
     /// `None` at the end.
     fn folio_split(map: &DevPagemap<Self>, head: FolioRef<'_>, tail: Option<FolioRef<'_>>);
+
+    /// Moves every allocated page of `map` back to system memory (for example
+    /// with [`DevPagemap::migrate_all`]); called before the map is unmapped,
+    /// which waits until every page of it is free.
+    fn evict(map: &DevPagemap<Self>);
 }
 
 /// A CPU fault on a device-private page (the `struct vm_fault` that
@@ -89,7 +101,8 @@ impl<'a> DeviceFault<'a> {
 ///
 /// `pgmap` is registered with `memremap_pages()` from the end of
 /// initialisation until drop; for a private chunk `[start, start + size)` is a
-/// region reserved with `request_free_mem_region()` until drop.
+/// region reserved with `request_free_mem_region()` until drop. `pool` is the
+/// pinned pool that owns the map, alive while the map is.
 #[pin_data(PinnedDrop)]
 pub(crate) struct DevPagemap<T: PagemapOps> {
     #[pin]
@@ -97,6 +110,10 @@ pub(crate) struct DevPagemap<T: PagemapOps> {
     kind: ChunkKind,
     start: usize,
     size: usize,
+    pool: *const DevicePool<T>,
+    /// Set (under the pool's free-list lock) when the map is being removed:
+    /// its freed pages then stay off the free lists.
+    removing: AtomicBool,
     data: T,
 }
 
@@ -128,10 +145,14 @@ impl<T: PagemapOps> DevPagemap<T> {
     /// Reserves (private, as the resource `name`) or takes (coherent) the
     /// physical range and maps it with `memremap_pages(pgmap, numa_node_id())`,
     /// `owner` as `pgmap->owner`. Errors are the C functions' errnos.
-    pub(crate) fn new(
+    ///
+    /// `pool` must be the pinned pool that will own the map (see
+    /// [`DevicePool::add`]).
+    pub(super) fn new(
         kind: ChunkKind,
         name: &'static CStr,
         owner: *const c_void,
+        pool: *const DevicePool<T>,
         data: T,
     ) -> impl PinInit<Self, Error> {
         let init = move |slot: *mut Self| -> Result {
@@ -173,6 +194,8 @@ impl<T: PagemapOps> DevPagemap<T> {
                 (&raw mut (*slot).kind).write(kind);
                 (&raw mut (*slot).start).write(start);
                 (&raw mut (*slot).size).write(size);
+                (&raw mut (*slot).pool).write(pool);
+                (&raw mut (*slot).removing).write(AtomicBool::new(false));
                 (&raw mut (*slot).data).write(data);
             }
             // SAFETY: As above; `Opaque` may be written through its raw pointer.
@@ -268,6 +291,41 @@ impl<T: PagemapOps> DevPagemap<T> {
         core::ptr::eq(self.pgmap.get(), pgmap)
     }
 
+    /// The page `index` of the chunk, borrowed from the map, which keeps its
+    /// memmap alive; `None` past the end.
+    pub(crate) fn page(&self, index: usize) -> Option<PageRef<'_>> {
+        if index >= self.npages() {
+            return None;
+        }
+        // SAFETY: The pfn is in the chunk, registered while `self` is alive (type invariants).
+        unsafe { PageRef::from_pfn(self.pfn_first() + index) }
+    }
+
+    /// The pool that owns the map.
+    pub(crate) fn pool(&self) -> &DevicePool<T> {
+        // SAFETY: By the type invariants the pool outlives the map.
+        unsafe { &*self.pool }
+    }
+
+    /// Whether the map is being removed from its pool.
+    pub(super) fn removing(&self) -> bool {
+        self.removing.load(Ordering::Relaxed)
+    }
+
+    /// Marks the map as being removed (under the pool's free-list lock).
+    pub(super) fn set_removing(&self) {
+        self.removing.store(true, Ordering::Relaxed);
+    }
+
+    /// `migrate_device_range()` over the whole chunk: every allocated page of
+    /// it that could be locked, for [`PagemapOps::evict`].
+    pub(crate) fn migrate_all(&self) -> Result<DeviceMigration> {
+        // SAFETY: The pfns are those of this chunk, registered while `self` is borrowed; the
+        // selected entries hold their pages, which keeps the chunk registered until the
+        // migration is finalized.
+        unsafe { DeviceMigration::range(self.pfn_first(), self.npages()) }
+    }
+
     /// # Safety
     ///
     /// Called by the memremap core for a folio of a pagemap with `Self::OPS`.
@@ -279,7 +337,9 @@ impl<T: PagemapOps> DevPagemap<T> {
         // SAFETY: The folio belongs to a chunk that is registered (the core calls back
         // before `memunmap_pages` returns).
         let map = unsafe { Self::from_page(folio.head()) };
+        let (head, order) = (folio.head(), folio.order());
         T::folio_free(map, folio);
+        map.pool().recycle(map, head, order);
     }
 
     /// # Safety

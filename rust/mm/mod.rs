@@ -18,6 +18,8 @@
 //! - [`hmm`], `kernel::mm::hmm`, [`include/linux/hmm.h`](srctree/include/linux/hmm.h);
 //! - [`exclusive`], part of `kernel::mm::hmm`,
 //!   [`include/linux/rmap.h`](srctree/include/linux/rmap.h);
+//! - [`pool`], the free pages of a device's maps, next to `drm_pagemap`'s
+//!   allocator, [`include/linux/memremap.h`](srctree/include/linux/memremap.h);
 //! - [`mmap`], until `kernel::mm::MmapReadGuard` has `mm()`,
 //!   [`include/linux/mmap_lock.h`](srctree/include/linux/mmap_lock.h);
 //! - [`mmu_notifier`], `kernel::mm::mmu_notifier`,
@@ -38,4 +40,5 @@ pub(crate) mod memremap;
 pub(crate) mod migrate;
 pub(crate) mod mmap;
 pub(crate) mod mmu_notifier;
+pub(crate) mod pool;
 pub(crate) mod xarray;
