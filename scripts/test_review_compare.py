@@ -331,6 +331,25 @@ class ReviewTests(unittest.TestCase):
                                  fail_inconclusive=True)
         self.assertEqual(code, 3)
 
+    def test_one_memcpy_outlier_does_not_set_the_floor(self):
+        def rows(migrate, outlier, drift):
+            r = bench_rows(migrate=migrate, memcpy=5.0 * drift)
+            for n in range(4):
+                r[("memcpy", f"copy{n}", "GB/s")] = [5.0 * (outlier if n == 0 else drift)] * 3
+            return r
+        b = rows(1.0, 1.0, 1.0)
+        # Migration -40 % in both pairs; the control rows moved 2 %, one of
+        # them 60 % in one pair.
+        bench = self.bench([(b, rows(0.6, 1.6, 1.02)), (b, rows(0.62, 1.02, 1.02))])
+        res, text, code = self.review([self.run_("b", "base"), self.run_("h", "head")], bench)
+        self.assertEqual(code, 1)
+        r = self.row(res, "round_trip")
+        self.assertEqual(r["verdict"], "REGRESSION")
+        self.assertAlmostEqual(res["bench"]["noise"]["memcpy"], 0.02)
+        self.assertAlmostEqual(res["bench"]["noise"]["memcpy_max"], 0.6)
+        self.assertAlmostEqual(r["floor"], 0.05)
+        self.assertIn("memcpy control moved 2.0 % (median; at most 60.0 %)", " ".join(text.split()))
+
     def test_one_pair_cannot_decide(self):
         bench = self.bench([(bench_rows(), bench_rows(migrate=0.7))])
         res, _, code = self.review([self.run_("b", "base"), self.run_("h", "head")], bench)
