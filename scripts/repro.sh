@@ -2,18 +2,21 @@
 # SPDX-License-Identifier: GPL-2.0
 # Usage: [BUGS="anon_vma hmm_pfn zap split"] [DRIVERS="rust c"] [OUT=out] [KSRC=...] scripts/repro.sh [--help]
 #
-# make repro: shows each of the four kernel fixes of patches/ the same way,
+# make repro: shows each of the kernel fixes of patches/ the same way,
 # with the hmm-tests case that the series adds for it (patches/README):
 #
 #   anon_vma  0001 + test 0005: migrate_release_munmap (KASAN report)
 #   hmm_pfn   0002 + tests 0006, 0007: migrate_anon_huge_read_second_mirror
-#   zap       0003 + test 0008: migrate_anon_huge_release_munmap,
+#   zap       0003 (and 0010) + test 0008: migrate_anon_huge_release_munmap,
 #             migrate_anon_huge_dontneed_during_migrate
 #   split     0004 + test 0009: migrate_anon_huge_err_shared_with_child
 #
 # Two kernels are built from the tree (the pinned package, or KSRC): "stock",
 # with the reproducer patches only (0005-0009), and "fixed", with the whole
-# series (0001-0009). hmm-tests is built from each tree, so the new cases come
+# series (0001-0010; 0010, the fifth fix, has 0008's release_munmap case for
+# reproducer, which on stock Oopses from 0003's bug first; make review with
+# BASE_PATCHES=0001-0009 shows 0010 alone, patches/README). hmm-tests is
+# built from each tree, so the new cases come
 # with it. The guest boots with oops=panic, once per kernel, bug and driver
 # (the fixed kernel once per driver for all its cases). anon_vma needs the
 # KASAN kernel (qemu/kernel-kasan.config), which has no Rust: its boots are C
@@ -48,10 +51,11 @@ flavor_of() { if [ "$1" = anon_vma ]; then echo kasan; else echo normal; fi; }
 
 series() {
 	local f
-	for f in "$REPO_ROOT"/patches/000[1-9]-*.patch; do
+	for f in "$REPO_ROOT"/patches/00[0-9][0-9]-*.patch; do
 		[ -f "$f" ] || die "patches/ holds no series"
 		case "$(basename "$f")" in
-		000[1-4]-*) [ "$1" = fixed ] && printf '%s ' "$f" ;;
+		0000-*) ;;
+		000[1-4]-* | 0010-*) [ "$1" = fixed ] && printf '%s ' "$f" ;;
 		*) printf '%s ' "$f" ;;
 		esac
 	done
