@@ -30,8 +30,8 @@
 #    series touches tools/testing/selftests/mm (a new test failing on base
 #    and passing on head = "fix demonstrated"; that boot runs hmm-tests
 #    only, with oops=panic: the test running when base crashed fails). Every
-#    suite with a test whose result differs is booted RERUNS more times on
-#    each side.
+#    suite with a test whose result differs, or during which a kernel report
+#    came on one side only, is booted RERUNS more times on each side.
 #  - Stress (REVIEW=full): one boot per side on the debug kernel with the
 #    make stress programs (REVIEW_STRESS_SUITES) and the same seed and
 #    lengths on both: dmirror_fuzz --long for REVIEW_STRESS_SECONDS per
@@ -593,7 +593,8 @@ if [ "$skip" = 0 ]; then
 		boot "head-$flavor-1" head head "$flavor" "${first[@]}"
 		[ "$tests_changed" = 0 ] || boot "cross-$flavor-1" base head "$flavor" "${cross_env[@]}"
 	done
-	# Reruns of every suite with a test whose result differs.
+	# Reruns of every suite with a test whose result differs, or with a
+	# kernel report on one side only.
 	REVIEW_STATUS=$(status_json) REVIEW_SKIP=null REVIEW_META=$(meta_json) write_manifest first
 	mapfile -t differing < <(python3 "$REPO_ROOT/scripts/review_compare.py" --differing "$work/manifest.json")
 	for entry in "${differing[@]}"; do

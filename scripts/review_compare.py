@@ -1004,8 +1004,10 @@ RERUN_CLASSES = {"regression", "fixed", "unstable", "fix demonstrated", "new, fa
 
 def differing(res):
     """{flavor: {suite}} of the tests whose result differs between the
-    sides: what the reruns boot again (not the stress boots: each takes many
-    minutes and they are not rerun)."""
+    sides, and of the suites during which a kernel report came on one side
+    only (a race may need more boots than one to show on both): what the
+    reruns boot again (not the stress boots: each takes many minutes and
+    they are not rerun)."""
     out = {}
     flavors = set(res["flavors"])
     for f in res["functional"]:
@@ -1013,6 +1015,13 @@ def differing(res):
             continue
         if f["class"] in RERUN_CLASSES and f["suite"] not in ("build", "guest", "module"):
             out.setdefault(f["flavor"], set()).add(f["suite"])
+    for r in res["reports"]:
+        if r["flavor"] not in flavors or r["class"] == "both":
+            continue
+        for ran in r.get("during", []):
+            suite = ran.split()[0]
+            if suite != "kmemleak":
+                out.setdefault(r["flavor"], set()).add(suite)
     return out
 
 

@@ -209,6 +209,21 @@ class ReviewTests(unittest.TestCase):
         self.assertEqual(rc.differing(res), {"normal": {"hmm-tests"}})
         self.assertIn("stress rust dmirror_fuzz migrate: base PASS 1/1, head FAIL 1/1", text)
 
+    def test_one_sided_report_reruns_its_suite(self):
+        # A report on base only (a race that the fix closes): the suite it
+        # came during is booted again, as for a test that differs.
+        marks = ["[ 1.0] hmm-run: begin driver rust", "[ 1.1] hmm-run: begin suite rust dmirror_x",
+                 "[ 1.2] hmm-run: test rust dmirror_x x.munmap",
+                 "[ 1.3] mm/pgtable-generic.c:56: bad pmd 0000000019e70a67(dfffffe0003ffe00)",
+                 "[ 1.4] hmm-run: end suite rust dmirror_x rc=0", "[ 1.5] hmm-run: end driver rust"]
+        res, _, code = self.review([self.run_("b", "base", dmesg=marks), self.run_("h", "head")])
+        self.assertEqual(code, 0)
+        self.assertEqual([r["class"] for r in res["reports"]], ["gone on head"])
+        self.assertEqual(rc.differing(res), {"normal": {"dmirror_x"}})
+        both = [self.run_("b2", "base", dmesg=marks), self.run_("h2", "head", dmesg=marks)]
+        res, _, _ = self.review(both)
+        self.assertEqual(rc.differing(res), {})
+
     # -- kernel reports --------------------------------------------------
     def test_signature_normalised(self):
         a = rc.signature("[   12.5] WARNING: mm/migrate_device.c:812 at migrate_vma_pages+0x1a/0x200, CPU#1: t/9")
