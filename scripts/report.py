@@ -144,33 +144,43 @@ def failure_reason(lines, name):
     return useful[-1][-200:] if useful else ""
 
 
+def read_kernel_log(path):
+    """The lines of a kernel log without their timestamps ([] if missing)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [TIMESTAMP.sub("", raw.rstrip("\r\n")) for raw in f]
+
+
+def marked_lines(lines):
+    """(index, line, driver, during) for every line of a kernel log that is
+    not one of the guest's "hmm-run:" marks (qemu/init): the driver loaded at
+    the time (or 'kernel') and what ran, "<suite> <test>", "<suite>" between
+    tests, or "" outside suites."""
+    driver, during = "kernel", ""
+    for i, line in enumerate(lines):
+        m = MARK.search(line)
+        if m:
+            driver = m.group(2) if m.group(1) == "begin" else "kernel"
+            during = ""
+            continue
+        m = SUITE_MARK.search(line)
+        if m:
+            during = m.group(3) if m.group(1) == "begin" else ""
+            continue
+        m = TEST_MARK.search(line)
+        if m:
+            during = f"{m.group(2)} {m.group(3)}"
+            continue
+        yield i, line, driver, during
+
+
 def scan_kernel_log(path):
     """(driver loaded at the time or 'kernel', report line, what ran) for every
-    report; what ran is "<suite> <test>" from the guest's marks (qemu/init),
-    "<suite>" between tests, "" outside suites."""
-    reports = []
-    driver, during = "kernel", ""
-    if not os.path.exists(path):
-        return reports
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for raw in f:
-            line = TIMESTAMP.sub("", raw.rstrip("\r\n"))
-            m = MARK.search(line)
-            if m:
-                driver = m.group(2) if m.group(1) == "begin" else "kernel"
-                during = ""
-                continue
-            m = SUITE_MARK.search(line)
-            if m:
-                during = m.group(3) if m.group(1) == "begin" else ""
-                continue
-            m = TEST_MARK.search(line)
-            if m:
-                during = f"{m.group(2)} {m.group(3)}"
-                continue
-            if REPORT.search(line):
-                reports.append((driver, line.strip(), during))
-    return reports
+    report (see marked_lines())."""
+    return [(driver, line.strip(), during)
+            for _, line, driver, during in marked_lines(read_kernel_log(path))
+            if REPORT.search(line)]
 
 
 def collect_flavor(out, flavor, expectations, problems):

@@ -219,27 +219,10 @@ def signature(line, following=()):
 def signatures_of_log(path, during=None):
     """{signature: {driver loaded at the time}} of one boot's kernel log; with
     a dict as `during`, also {signature: {"suite test" that ran}} there, from
-    the guest's marks (qemu/init, report.scan_kernel_log)."""
+    the guest's marks (report.marked_lines)."""
     sigs = {}
-    if not os.path.exists(path):
-        return sigs
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = [report.TIMESTAMP.sub("", raw.rstrip("\r\n")) for raw in f]
-    driver, ran = "kernel", ""
-    for i, line in enumerate(lines):
-        m = report.MARK.search(line)
-        if m:
-            driver = m.group(2) if m.group(1) == "begin" else "kernel"
-            ran = ""
-            continue
-        m = report.SUITE_MARK.search(line)
-        if m:
-            ran = m.group(3) if m.group(1) == "begin" else ""
-            continue
-        m = report.TEST_MARK.search(line)
-        if m:
-            ran = f"{m.group(2)} {m.group(3)}"
-            continue
+    lines = report.read_kernel_log(path)
+    for i, line, driver, ran in report.marked_lines(lines):
         sig = signature(line, lines[i + 1:i + 41])
         if sig:
             sigs.setdefault(sig, set()).add(driver)
