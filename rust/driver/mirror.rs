@@ -30,7 +30,7 @@ use crate::{
     mm::{
         bindings,
         exclusive::{self, ExclusivePage},
-        folio::{LockedPage, NewPage, PageRef, Pages},
+        folio::{LockedPage, NewPage, PageRef, Pages, ZeroPfns},
         hmm::{self, HmmPfn, HmmRange, Validated},
         memremap::DeviceFault,
         migrate::{

@@ -23,7 +23,11 @@
 //! returns.
 
 use crate::mm::bindings;
-use core::{marker::PhantomData, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    ptr::NonNull,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 use kernel::{ffi::c_void, mm::virt::VmaRef, page::PAGE_SIZE, prelude::*};
 
 /// A borrowed `struct page`, valid for `'a`.
@@ -173,10 +177,20 @@ impl<'a> PageRef<'a> {
         unsafe { bindings::rust_mm_is_device_coherent_page(self.as_ptr()) }
     }
 
-    /// Whether this is any ZONE_DEVICE page.
+    /// Whether this is any ZONE_DEVICE page: `is_zone_device_page()`, read from
+    /// the zone bits of the page's flags here rather than through a C call (it
+    /// runs for every entry of a SNAPSHOT and of a migration's src array).
     pub(crate) fn is_zone_device(self) -> bool {
-        // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::rust_mm_is_zone_device_page(self.as_ptr()) }
+        // SAFETY: By the type invariants the page is a memmap entry, so its `flags` word is
+        // valid and aligned for `'a`. Other bits of that word change concurrently, with atomic
+        // bit operations; its zone bits are set when the memmap entry is initialised and never
+        // change while it is one (`memdesc_zonenum()` asserts that to KCSAN). A relaxed atomic
+        // load reads the word as `page_zonenum()`'s plain load does, without a data race.
+        let flags = unsafe {
+            AtomicUsize::from_ptr(core::ptr::addr_of_mut!((*self.as_ptr()).flags.f).cast())
+        }
+        .load(Ordering::Relaxed);
+        (flags >> bindings::ZONES_PGSHIFT) & bindings::ZONES_MASK == bindings::ZONE_DEVICE
     }
 
     /// Whether this is the shared zero page.
@@ -259,6 +273,34 @@ impl<'a> PageRef<'a> {
     pub(crate) unsafe fn write_from(self, src: &[u8; PAGE_SIZE]) {
         // SAFETY: `src` is valid for `PAGE_SIZE` bytes; the page is alive per the caller.
         unsafe { bindings::rust_mm_memcpy_page_to(self.as_ptr(), src.as_ptr().cast()) }
+    }
+}
+
+/// The pfns of the shared zero page(s), read once for a batch of pfns:
+/// `is_zero_pfn()` without a C call per pfn.
+///
+/// An architecture with coloured zero pages (`__HAVE_COLOR_ZERO_PAGE`) has
+/// `extra + 1` of them from `first` on; the others have one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ZeroPfns {
+    first: usize,
+    extra: usize,
+}
+
+impl ZeroPfns {
+    /// The zero pfns of this boot (set up before any module loads, never changed).
+    pub(crate) fn get() -> Self {
+        Self {
+            // SAFETY: Both helpers only read variables set up at boot.
+            first: unsafe { bindings::rust_mm_zero_pfn_first() } as usize,
+            // SAFETY: As above.
+            extra: unsafe { bindings::rust_mm_zero_pfn_extra() } as usize,
+        }
+    }
+
+    /// `is_zero_pfn(pfn)`.
+    pub(crate) const fn contains(self, pfn: usize) -> bool {
+        pfn.wrapping_sub(self.first) <= self.extra
     }
 }
 
@@ -617,4 +659,33 @@ pub(crate) mod mpfn {
     pub(crate) const COMPOUND: usize = bindings::MIGRATE_PFN_COMPOUND as usize;
     /// `MIGRATE_PFN_SHIFT`.
     pub(crate) const SHIFT: u32 = bindings::MIGRATE_PFN_SHIFT;
+}
+
+#[kernel::macros::kunit_tests(hmm_dmirror_rs_mm_folio)]
+mod tests {
+    use super::*;
+
+    /// `is_zone_device()` (read from the page flags in Rust) and `ZeroPfns`
+    /// (one read of the zero pfns for many) agree with the C helpers they
+    /// replace, on a page of system RAM and on the zero page's pfns.
+    #[test]
+    fn zone_and_zero_pfn() {
+        let page = NewPage::alloc_page(bindings::GFP_KERNEL);
+        assert!(page.is_some());
+        let Some(page) = page else { return };
+        let p = page.page();
+        // SAFETY: `p` is a memmap page for as long as `page` lives.
+        assert!(
+            !p.is_zone_device() && !unsafe { bindings::rust_mm_is_zone_device_page(p.as_ptr()) }
+        );
+        let zero = ZeroPfns::get();
+        assert!(!zero.contains(p.pfn()));
+        for pfn in [zero.first, zero.first + zero.extra] {
+            assert!(zero.contains(pfn));
+            // SAFETY: Any pfn may be compared with the zero pfn.
+            assert!(unsafe { bindings::rust_mm_is_zero_pfn(pfn) });
+        }
+        assert!(!zero.contains(zero.first.wrapping_sub(1)));
+        assert!(!zero.contains(zero.first + zero.extra + 1));
+    }
 }

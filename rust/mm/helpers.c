@@ -92,6 +92,20 @@ bool rust_mm_is_zero_pfn(unsigned long pfn)
 	return is_zero_pfn(pfn);
 }
 
+unsigned long rust_mm_zero_pfn_first(void)
+{
+	return zero_pfn(0);
+}
+
+unsigned long rust_mm_zero_pfn_extra(void)
+{
+#ifdef __HAVE_COLOR_ZERO_PAGE
+	return zero_page_mask >> PAGE_SHIFT;
+#else
+	return 0;
+#endif
+}
+
 void *rust_mm_page_zone_device_data(const struct page *page)
 {
 	return page->zone_device_data;

@@ -32,6 +32,8 @@ bool rust_mm_is_device_private_page(const struct page *page);
 bool rust_mm_is_device_coherent_page(const struct page *page);
 bool rust_mm_is_zone_device_page(const struct page *page);
 bool rust_mm_is_zero_pfn(unsigned long pfn);
+unsigned long rust_mm_zero_pfn_first(void);
+unsigned long rust_mm_zero_pfn_extra(void);
 void *rust_mm_page_zone_device_data(const struct page *page);
 void rust_mm_page_set_zone_device_data(struct page *page, void *data);
 void *rust_mm_folio_zone_device_data(const struct folio *folio);

@@ -37,6 +37,8 @@ pub(crate) const REQ_FAULT: usize = bindings::hmm_pfn_flags_HMM_PFN_REQ_FAULT;
 pub(crate) const REQ_WRITE: usize = bindings::hmm_pfn_flags_HMM_PFN_REQ_WRITE;
 /// `HMM_PFN_ORDER_SHIFT`.
 const ORDER_SHIFT: u32 = bindings::hmm_pfn_flags_HMM_PFN_ORDER_SHIFT as u32;
+/// The flag bits of an entry, above the pfn (`HMM_PFN_FLAGS`).
+const PFN_FLAGS: usize = bindings::hmm_pfn_flags_HMM_PFN_FLAGS;
 
 /// One output entry of `hmm_range_fault()`, read under a [`Validated`]
 /// user lock that keeps its page mapped for `'a`.
@@ -72,6 +74,11 @@ impl<'a> HmmPfn<'a> {
     /// `hmm_pfn_to_map_order()`.
     pub(crate) const fn map_order(self) -> u32 {
         ((self.raw >> ORDER_SHIFT) & 0x1f) as u32
+    }
+
+    /// `hmm_pfn_to_pfn()`: the pfn, meaningful for a valid entry.
+    pub(crate) const fn pfn(self) -> usize {
+        self.raw & !PFN_FLAGS
     }
 
     /// `hmm_pfn_to_page()` of a valid entry, borrowed for as long as the
@@ -299,5 +306,8 @@ mod tests {
         assert!(!e.is_valid());
         assert!(e.page().is_none());
         assert_eq!(entry(0).map_order(), 0);
+        // The flags, the order included, are not part of the pfn.
+        let e = entry(PFN_VALID | PFN_WRITE | (9 << ORDER_SHIFT) | 0x1234);
+        assert_eq!(e.pfn(), 0x1234);
     }
 }

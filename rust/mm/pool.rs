@@ -469,6 +469,7 @@ mod tests {
         let small = first.init(core::ptr::null_mut());
         let pfn = small.page().pfn();
         assert!(pool.owns(small.page()) && small.page().is_device_private());
+        assert!(small.page().is_zone_device());
         assert!(pfn >= added.pfn_first && pfn < added.pfn_last);
         assert_eq!(small.page().folio().order(), 0);
         let block = pool.alloc(true);

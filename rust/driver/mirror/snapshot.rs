@@ -24,12 +24,12 @@ impl IntervalOps for SnapshotState<'_> {
 }
 
 impl DmirrorFile {
-    /// `dmirror_mkentry()`.
-    fn mkentry(m: &Mirror, p: HmmPfn<'_>) -> u8 {
+    /// `dmirror_mkentry()`; `zero` are the zero page's pfns, read once per window.
+    fn mkentry(m: &Mirror, zero: ZeroPfns, p: HmmPfn<'_>) -> u8 {
         let kind = p.page().map(|page| {
             // Most entries are system pages: one check rules out both device kinds.
             if !page.is_zone_device() {
-                if page.is_zero_page() {
+                if zero.contains(p.pfn()) {
                     PageKind::Zero
                 } else {
                     PageKind::Other
@@ -71,8 +71,9 @@ impl DmirrorFile {
         let mut range = HmmRange::new(&*notifier, 0, m.owner());
         range.set_window(start, end);
         let g = Self::fault_validated(m, &mut range, false, |r| r.fault(&MmapRead::lock(mm)))?;
+        let zero = ZeroPfns::get();
         for (slot, p) in perm.iter_mut().zip(range.pfns(&g)?) {
-            *slot = Self::mkentry(m, p);
+            *slot = Self::mkentry(m, zero, p);
         }
         drop(g);
         Ok(())
