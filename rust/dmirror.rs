@@ -99,6 +99,7 @@ struct DmirrorModule {
 
 impl kernel::Module for DmirrorModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        mm::init();
         let mut types = [
             Some(MemoryType::Private),
             Some(MemoryType::Private),

@@ -81,7 +81,7 @@ impl<'a> PageRef<'a> {
     /// and stay one for `'a`.
     pub(crate) unsafe fn from_pfn(pfn: usize) -> Option<Self> {
         // SAFETY: The caller guarantees `pfn` is valid, so `pfn_to_page` is its memmap entry.
-        unsafe { Self::from_raw(bindings::rust_mm_pfn_to_page(pfn)) }
+        unsafe { Self::from_raw(memmap::pfn_to_page(pfn)) }
     }
 
     /// The page of a `MIGRATE_PFN_*` entry, `None` if VALID is clear.
@@ -91,8 +91,11 @@ impl<'a> PageRef<'a> {
     /// `mpfn` must be an entry of a migration's src or dst array (whose pages
     /// the migration keeps alive for `'a`), or made by `migrate_pfn()` of such a page.
     pub(crate) unsafe fn from_migrate_pfn(mpfn: usize) -> Option<Self> {
-        // SAFETY: A valid migrate pfn encodes a memmap page; NULL otherwise.
-        unsafe { Self::from_raw(bindings::rust_mm_migrate_pfn_to_page(mpfn)) }
+        if mpfn & mpfn::VALID == 0 {
+            return None;
+        }
+        // SAFETY: A valid migrate pfn encodes the pfn of a memmap page (`migrate_pfn_to_page()`).
+        unsafe { Self::from_raw(memmap::pfn_to_page(mpfn >> mpfn::SHIFT)) }
     }
 
     /// Drops a reference (`put_page`).
@@ -112,8 +115,7 @@ impl<'a> PageRef<'a> {
 
     /// The page frame number.
     pub(crate) fn pfn(self) -> usize {
-        // SAFETY: By the type invariants the page is a memmap entry.
-        unsafe { bindings::rust_mm_page_to_pfn(self.as_ptr()) as usize }
+        memmap::page_to_pfn(self.0)
     }
 
     /// The page `n` pages after this one, the memmap entry of `self.pfn() + n`,
@@ -273,6 +275,52 @@ impl<'a> PageRef<'a> {
     pub(crate) unsafe fn write_from(self, src: &[u8; PAGE_SIZE]) {
         // SAFETY: `src` is valid for `PAGE_SIZE` bytes; the page is alive per the caller.
         unsafe { bindings::rust_mm_memcpy_page_to(self.as_ptr(), src.as_ptr().cast()) }
+    }
+}
+
+/// pfn <-> `struct page` conversions without a C call per page.
+///
+/// With `CONFIG_SPARSEMEM_VMEMMAP` (x86-64, arm64, ...) `pfn_to_page(pfn)` is
+/// `vmemmap + pfn`; `vmemmap` is fixed during early boot, so [`init`] reads it
+/// once and the conversions are arithmetic, as they are inline in C. Without
+/// it, or before [`init`], they call the C helpers. A migration or SNAPSHOT
+/// converts every entry, and a call per conversion showed in `make bench`.
+pub(crate) mod memmap {
+    use crate::mm::bindings;
+    use core::{
+        ptr::NonNull,
+        sync::atomic::{AtomicUsize, Ordering},
+    };
+
+    /// `vmemmap` as an address, 0 until [`init`] or without a virtual memmap.
+    static VMEMMAP: AtomicUsize = AtomicUsize::new(0);
+
+    /// Reads `vmemmap` (module init).
+    pub(crate) fn init() {
+        // SAFETY: The helper only reads a value set up during early boot.
+        let base = unsafe { bindings::rust_mm_vmemmap() };
+        VMEMMAP.store(base as usize, Ordering::Relaxed);
+    }
+
+    /// `pfn_to_page(pfn)`: a memmap entry if `pfn` is a valid pfn (the pointer is
+    /// computed, not dereferenced).
+    pub(crate) fn pfn_to_page(pfn: usize) -> *mut bindings::page {
+        match VMEMMAP.load(Ordering::Relaxed) {
+            // SAFETY: `pfn_to_page` only computes the address.
+            0 => unsafe { bindings::rust_mm_pfn_to_page(pfn) },
+            base => (base as *mut bindings::page).wrapping_add(pfn),
+        }
+    }
+
+    /// `page_to_pfn(page)` of a memmap entry.
+    pub(crate) fn page_to_pfn(page: NonNull<bindings::page>) -> usize {
+        match VMEMMAP.load(Ordering::Relaxed) {
+            // SAFETY: `page_to_pfn` only computes from the address.
+            0 => unsafe { bindings::rust_mm_page_to_pfn(page.as_ptr()) as usize },
+            base => {
+                (page.as_ptr() as usize).wrapping_sub(base) / core::mem::size_of::<bindings::page>()
+            }
+        }
     }
 }
 
@@ -554,8 +602,7 @@ impl LockedPage {
     /// migration core afterwards.
     pub(crate) unsafe fn from_migrate_pfn(mpfn: usize) -> Option<Self> {
         // SAFETY: A migrate pfn made by `into_migrate_pfn` encodes a memmap page.
-        let p = unsafe { bindings::rust_mm_migrate_pfn_to_page(mpfn) };
-        let page = NonNull::new(p)?;
+        let page = unsafe { PageRef::from_migrate_pfn(mpfn) }?.0;
         // INVARIANT: The caller returns the lock and reference `into_migrate_pfn` gave away.
         Some(Self(page))
     }
@@ -600,8 +647,8 @@ impl LockedPage {
     pub(crate) fn into_migrate_pfn(self) -> usize {
         let pfn = self.page().pfn();
         core::mem::forget(self);
-        // SAFETY: `migrate_pfn` only encodes the pfn.
-        unsafe { bindings::rust_mm_migrate_pfn(pfn) }
+        // `migrate_pfn()`.
+        (pfn << mpfn::SHIFT) | mpfn::VALID
     }
 }
 
@@ -675,9 +722,8 @@ mod tests {
         let Some(page) = page else { return };
         let p = page.page();
         // SAFETY: `p` is a memmap page for as long as `page` lives.
-        assert!(
-            !p.is_zone_device() && !unsafe { bindings::rust_mm_is_zone_device_page(p.as_ptr()) }
-        );
+        let c_says = unsafe { bindings::rust_mm_is_zone_device_page(p.as_ptr()) };
+        assert!(!p.is_zone_device() && !c_says);
         let zero = ZeroPfns::get();
         assert!(!zero.contains(p.pfn()));
         for pfn in [zero.first, zero.first + zero.extra] {
@@ -687,5 +733,32 @@ mod tests {
         }
         assert!(!zero.contains(zero.first.wrapping_sub(1)));
         assert!(!zero.contains(zero.first + zero.extra + 1));
+    }
+
+    /// The pfn <-> page arithmetic of `memmap` (with `vmemmap` read: the module
+    /// is initialised when KUnit runs its suites) agrees with the C helpers.
+    #[test]
+    fn memmap_matches_helpers() {
+        let page = NewPage::alloc_page(bindings::GFP_KERNEL);
+        assert!(page.is_some());
+        let Some(page) = page else { return };
+        let p = page.page();
+        // SAFETY: `p` is a memmap page for as long as `page` lives.
+        let pfn = unsafe { bindings::rust_mm_page_to_pfn(p.as_ptr()) } as usize;
+        assert_eq!(p.pfn(), pfn);
+        // SAFETY: As above; `pfn` is its pfn.
+        assert_eq!(memmap::pfn_to_page(pfn), unsafe {
+            bindings::rust_mm_pfn_to_page(pfn)
+        });
+        // SAFETY: `migrate_pfn` only encodes.
+        let mpfn = unsafe { bindings::rust_mm_migrate_pfn(pfn) };
+        // SAFETY: `mpfn` encodes the live page `p`.
+        assert_eq!(unsafe { PageRef::from_migrate_pfn(mpfn) }, Some(p));
+        // SAFETY: An entry without VALID decodes to nothing.
+        assert!(unsafe { PageRef::from_migrate_pfn(mpfn & !mpfn::VALID) }.is_none());
+        assert_eq!(page.lock().into_migrate_pfn(), mpfn);
+        // `into_migrate_pfn` handed the page over: give back what the dst entry holds.
+        // SAFETY: `mpfn` holds the locked page's lock and reference.
+        drop(unsafe { LockedPage::from_migrate_pfn(mpfn) });
     }
 }

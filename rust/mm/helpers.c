@@ -27,6 +27,15 @@ unsigned long rust_mm_page_to_pfn(const struct page *page)
 	return page_to_pfn(page);
 }
 
+struct page *rust_mm_vmemmap(void)
+{
+#ifdef CONFIG_SPARSEMEM_VMEMMAP
+	return vmemmap;
+#else
+	return NULL;
+#endif
+}
+
 struct folio *rust_mm_page_folio(struct page *page)
 {
 	return page_folio(page);
@@ -124,21 +133,6 @@ void *rust_mm_folio_zone_device_data(const struct folio *folio)
 unsigned long rust_mm_migrate_pfn(unsigned long pfn)
 {
 	return migrate_pfn(pfn);
-}
-
-struct page *rust_mm_migrate_pfn_to_page(unsigned long mpfn)
-{
-	return migrate_pfn_to_page(mpfn);
-}
-
-struct page *rust_mm_hmm_pfn_to_page(unsigned long hmm_pfn)
-{
-	return hmm_pfn_to_page(hmm_pfn);
-}
-
-unsigned int rust_mm_hmm_pfn_to_map_order(unsigned long hmm_pfn)
-{
-	return hmm_pfn_to_map_order(hmm_pfn);
 }
 
 void rust_mm_mmu_interval_set_seq(struct mmu_interval_notifier *mni,

@@ -19,6 +19,7 @@ struct mmu_notifier_range;
 
 struct page *rust_mm_pfn_to_page(unsigned long pfn);
 unsigned long rust_mm_page_to_pfn(const struct page *page);
+struct page *rust_mm_vmemmap(void);
 struct folio *rust_mm_page_folio(struct page *page);
 unsigned int rust_mm_folio_order(struct folio *folio);
 bool rust_mm_folio_test_large(struct folio *folio);
@@ -39,9 +40,6 @@ void rust_mm_page_set_zone_device_data(struct page *page, void *data);
 void *rust_mm_folio_zone_device_data(const struct folio *folio);
 
 unsigned long rust_mm_migrate_pfn(unsigned long pfn);
-struct page *rust_mm_migrate_pfn_to_page(unsigned long mpfn);
-struct page *rust_mm_hmm_pfn_to_page(unsigned long hmm_pfn);
-unsigned int rust_mm_hmm_pfn_to_map_order(unsigned long hmm_pfn);
 
 void rust_mm_mmu_interval_set_seq(struct mmu_interval_notifier *mni,
 				  unsigned long cur_seq);

@@ -9,7 +9,7 @@
 
 use crate::mm::{
     bindings,
-    folio::PageRef,
+    folio::{memmap, PageRef},
     mmap::MmapRead,
     mmu_notifier::{IntervalNotifier, IntervalOps},
 };
@@ -88,8 +88,8 @@ impl<'a> HmmPfn<'a> {
             return None;
         }
         // SAFETY: A valid entry encodes the pfn of a page that stays mapped for `'a` (type
-        // invariants).
-        unsafe { PageRef::from_raw(bindings::rust_mm_hmm_pfn_to_page(self.raw)) }
+        // invariants), so `hmm_pfn_to_page()` is a memmap page for `'a`.
+        unsafe { PageRef::from_raw(memmap::pfn_to_page(self.pfn())) }
     }
 
     /// [`page`](Self::page) for the entry of the address `addr`, which works around

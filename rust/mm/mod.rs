@@ -42,3 +42,10 @@ pub(crate) mod mmap;
 pub(crate) mod mmu_notifier;
 pub(crate) mod pool;
 pub(crate) mod xarray;
+
+/// Reads what the layer caches from boot-time kernel state (the memmap base of
+/// [`folio::memmap`]); called once at module init. Everything works without
+/// it, through C calls.
+pub(crate) fn init() {
+    folio::memmap::init();
+}
