@@ -481,8 +481,12 @@ impl DmirrorFile {
                 let mapped = m.erase_moved_and_map(&done, || {
                     seq.is_some_and(|seq| !self.notifier.read_retry(seq))
                 });
+                // A window where nothing moved (no page and no hole) has nothing new to
+                // map: skip the page table walk (under contention most attempts move
+                // nothing, and that walk retries on every other thread's invalidation).
+                let moved_any = (0..done.len()).any(|i| done.moved(i).is_some());
                 done.finalize();
-                if !mapped {
+                if !mapped && moved_any {
                     let _ = self.map_device_pages(&guard, addr, next);
                 }
                 addr = next;
