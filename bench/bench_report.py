@@ -9,6 +9,9 @@ alternating rounds of the same VM boot) into:
    every sample of every round, the spread (interquartile range over the
    median, and the min..max of the per-round medians) and the Rust/C ratio
    of the medians (for latencies and failure fractions lower is better);
+ - a verdict: the rows where Rust is behind C with the two drivers' ranges
+   of round medians apart (contention rows counted apart), and the memcpy
+   control's Rust/C range (the same code: the run's noise);
  - a JSON file with the same figures (default out/bench/results.json);
  - a PNG plot (default out/bench/throughput.png): migration round-trip
    throughput vs size for each driver, 4k and THP, with the memcpy ceiling.
@@ -135,6 +138,48 @@ def print_table(rows, drivers):
             print("  ".join("-" * w for w in widths))
 
 
+def behind(rows):
+    """The rows where the Rust module is behind C beyond the run's spread: its
+    median is worse (direction-aware) and the min..max ranges of the two
+    drivers' round medians do not overlap. None when a driver has fewer than
+    two rounds (no spread to judge by)."""
+    found = []
+    for row in rows:
+        c, rust = row["drivers"].get("c"), row["drivers"].get("rust")
+        ratio = row.get("rust_over_c")
+        if not c or not rust or ratio is None:
+            continue
+        if min(c["rounds"], rust["rounds"]) < 2:
+            return None
+        worse = ratio > 1 if row["unit"] in LOWER_IS_BETTER_UNITS else ratio < 1
+        apart = rust["round_max"] < c["round_min"] or c["round_max"] < rust["round_min"]
+        if worse and apart:
+            found.append(row)
+    return found
+
+
+def print_verdict(rows):
+    """What the table says about the Rust module against C, in two lines: rows
+    behind C beyond the spread (contention rows counted apart: they measure
+    races between threads), and the memcpy control's ratio range."""
+    late = behind(rows)
+    if late is None:
+        print("\nRust vs C: one round per driver, no spread to judge by")
+        return
+    judged = [r for r in rows if r.get("rust_over_c") is not None]
+    cont = [r for r in judged if r["test"] == "contention"]
+    late_cont = [r for r in late if r["test"] == "contention"]
+    print(f"\nRust behind C with round ranges apart: {len(late) - len(late_cont)} of "
+          f"{len(judged) - len(cont)} rows; contention rows: {len(late_cont)} of {len(cont)}")
+    for r in late:
+        if r["test"] != "contention":
+            print(f"  {r['test']} {r['variant']} {human_size(r['size'])} {r['metric']}: "
+                  f"rust/c {r['rust_over_c']:.2f}")
+    control = [r["rust_over_c"] for r in judged if r["test"] == "memcpy"]
+    if control:
+        print(f"memcpy control rust/c (same code): {min(control):.2f}..{max(control):.2f}")
+
+
 def plot(rows, drivers, path):
     try:
         import matplotlib
@@ -209,6 +254,7 @@ def main():
         pass
     print(f"guest CPUs: {cpus or 'not recorded'}")
     print_table(summary, drivers)
+    print_verdict(summary)
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump({"rounds": rounds, "rows": summary, "cpus": cpus}, f, indent=1)

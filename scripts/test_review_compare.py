@@ -538,6 +538,25 @@ class ReviewTests(unittest.TestCase):
         self.assertIn("Rust code is not covered by gcov", text)
         self.assertEqual(code, 0)
 
+    # -- make bench's own verdict (bench/bench_report.py, shared module) -----
+    def test_bench_behind_only_beyond_the_spread(self):
+        def row(test, metric, unit, c, rust):
+            drv = {}
+            for name, (med, lo, hi) in (("c", c), ("rust", rust)):
+                drv[name] = {"median": med, "round_min": lo, "round_max": hi, "rounds": 3}
+            return {"test": test, "variant": "4k", "size": 2 << 20, "metric": metric,
+                    "unit": unit, "drivers": drv, "rust_over_c": rust[0] / c[0]}
+        slower = row("mirror", "throughput", "GB/s", (10, 9.5, 10.5), (8, 7.5, 8.5))
+        inside = row("mirror", "throughput", "GB/s", (10, 9, 11), (9, 8, 10))
+        faster = row("mirror", "throughput", "GB/s", (8, 7.5, 8.5), (10, 9.5, 10.5))
+        late_us = row("fault", "fault_p50", "us", (10, 9.5, 10.5), (12, 11, 13))
+        early_us = row("fault", "fault_p50", "us", (12, 11, 13), (10, 9.5, 10.5))
+        got = rc.bench_report.behind([slower, inside, faster, late_us, early_us])
+        self.assertEqual([id(r) for r in got], [id(slower), id(late_us)])
+        one_round = row("mirror", "throughput", "GB/s", (10, 10, 10), (8, 8, 8))
+        one_round["drivers"]["rust"]["rounds"] = 1
+        self.assertIsNone(rc.bench_report.behind([slower, one_round]))
+
 
 if __name__ == "__main__":
     if "--help" in sys.argv or "-h" in sys.argv:
