@@ -31,6 +31,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <linux/io_uring.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 
 #include "kselftest_harness.h"
 #include "dmirror_util.h"
@@ -968,6 +971,138 @@ TEST_F_TIMEOUT(race, exclusive_vs_zap, 60)
 	close(fd);
 	munmap(z.buf, DM_PAGE_SIZE);
 	free(out);
+}
+
+/*
+ * A long-term pin of device-coherent memory migrates each folio to system
+ * memory first (check_and_migrate_movable_pages() ->
+ * migrate_device_coherent_folio(), after GUP dropped the mmap lock); a
+ * munmap() in that window leaves folios that are no longer mapped. Such a
+ * folio must still be migrated: the pin retries its walk and fails with
+ * EFAULT (or succeeds, if it came first), never with EBUSY, which is what
+ * migrate_device_unmap() refusing a folio without a mapping gives (the first
+ * version of patches/0001 did, for its anon_vma reference: make run
+ * PATCHES=<that version> fails here). The pin is io_uring's buffer
+ * registration, a FOLL_LONGTERM pin whose errno reaches user space; the
+ * munmap() comes at a random point of the measured length of a pin.
+ */
+#define PIN_PAGES	16
+#define PIN_ROUNDS	300
+#define PIN_CALIBRATE	8
+
+struct pin_race {
+	char *buf;
+	atomic_int go;
+	unsigned long delay_us;
+	int ret;
+};
+
+static void *pin_unmapper(void *arg)
+{
+	struct pin_race *p = arg;
+	unsigned long until;
+
+	while (!atomic_load(&p->go))
+		;
+	until = dm_now_us() + p->delay_us;
+	while (dm_now_us() < until)
+		;
+	p->ret = munmap(p->buf, PIN_PAGES * DM_PAGE_SIZE);
+	return NULL;
+}
+
+/* A fresh range of PIN_PAGES pages on the device of fd; NULL on failure. */
+static char *coherent_range(int fd, char *back, unsigned long gen)
+{
+	char *buf = dm_map(PIN_PAGES, PROT_READ | PROT_WRITE, MADV_NOHUGEPAGE);
+	uint64_t cpages = 0;
+
+	if (!buf)
+		return NULL;
+	dm_fill(buf, PIN_PAGES, gen);
+	if (dm_cmd(fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, back, PIN_PAGES, &cpages) ||
+	    cpages != PIN_PAGES) {
+		munmap(buf, PIN_PAGES * DM_PAGE_SIZE);
+		return NULL;
+	}
+	return buf;
+}
+
+/* IORING_REGISTER_BUFFERS of buf: 0 (and unregistered again) or errno. */
+static int pin_buffer(int ring, char *buf)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = PIN_PAGES * DM_PAGE_SIZE };
+	int err;
+
+	if (syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, &iov, 1) < 0)
+		return errno;
+	err = syscall(__NR_io_uring_register, ring, IORING_UNREGISTER_BUFFERS, NULL, 0);
+	return err < 0 ? -errno : 0;
+}
+
+TEST_F_TIMEOUT(race, coherent_pin_vs_munmap, 120)
+{
+	unsigned long ok = 0, efault = 0, ebusy = 0, other = 0, pin_us, t0;
+	struct io_uring_params params = { 0 };
+	unsigned int seed = 11;
+	char *back, *buf;
+	int fd, ring, err;
+
+	fd = dm_open(2);
+	if (fd < 0)
+		SKIP(return, "no device-coherent /dev/hmm_dmirror2 (no spm_addr_dev0/1)");
+	ring = syscall(__NR_io_uring_setup, 1, &params);
+	if (ring < 0) {
+		close(fd);
+		SKIP(return, "io_uring_setup: %s (a kernel without CONFIG_IO_URING)",
+		     strerror(errno));
+	}
+	back = malloc(PIN_PAGES * DM_PAGE_SIZE);
+	ASSERT_NE(NULL, back);
+
+	/* How long a pin takes with nothing racing it (migrations included). */
+	pin_us = 0;
+	for (int i = 0; i < PIN_CALIBRATE; i++) {
+		buf = coherent_range(fd, back, 1);
+		ASSERT_NE(NULL, buf) TH_LOG("MIGRATE_TO_DEV to the coherent device");
+		t0 = dm_now_us();
+		ASSERT_EQ(0, pin_buffer(ring, buf));
+		pin_us += dm_now_us() - t0;
+		EXPECT_EQ(-1, dm_check(buf, PIN_PAGES, 1)) TH_LOG("data after the pin");
+		munmap(buf, PIN_PAGES * DM_PAGE_SIZE);
+	}
+	pin_us = pin_us / PIN_CALIBRATE + 1;
+
+	for (int round = 0; round < PIN_ROUNDS; round++) {
+		struct pin_race p = { .delay_us = rand_r(&seed) % (2 * pin_us) };
+		pthread_t t;
+
+		p.buf = coherent_range(fd, back, round + 2);
+		ASSERT_NE(NULL, p.buf) TH_LOG("round %d: MIGRATE_TO_DEV", round);
+		ASSERT_EQ(0, pthread_create(&t, NULL, pin_unmapper, &p));
+		atomic_store(&p.go, 1);
+		err = pin_buffer(ring, p.buf);
+		pthread_join(t, NULL);
+		ASSERT_EQ(0, p.ret);
+		if (err == 0) {
+			ok++;
+		} else if (err == EFAULT) {
+			efault++;
+		} else if (err == EBUSY) {
+			ebusy++;
+		} else {
+			other++;
+			TH_LOG("round %d: %s", round, strerror(err < 0 ? -err : err));
+		}
+	}
+	TH_LOG("a pin takes %lu us; %d rounds with munmap() in [0, %lu] us: %lu pinned, %lu EFAULT, %lu EBUSY, %lu other",
+	       pin_us, PIN_ROUNDS, 2 * pin_us, ok, efault, ebusy, other);
+	EXPECT_EQ(0UL, ebusy)
+		TH_LOG("a long-term pin racing munmap() failed with EBUSY: a coherent folio without a mapping was not migrated");
+	EXPECT_EQ(0UL, other);
+	close(ring);
+	close(fd);
+	free(back);
 }
 
 TEST_HARNESS_MAIN
