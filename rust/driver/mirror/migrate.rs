@@ -146,22 +146,27 @@ impl Mirror {
     /// alone), then, if `valid()` says under the mutex that no other
     /// invalidation reached the mirror since before the setup, maps the new
     /// device pages from the dst array, as `dmirror_migrate_finalize_and_map()`.
-    /// Returns whether it mapped them; if not, the caller walks the page tables
-    /// after finalize ([`DmirrorFile::map_device_pages`]).
+    /// Returns whether the table is up to date: it mapped them, or nothing
+    /// moved (no page and no hole: nothing new to map); if not, the caller walks
+    /// the page tables after finalize ([`DmirrorFile::map_device_pages`]). Under
+    /// contention most attempts move nothing, and that walk retries on every
+    /// other thread's invalidation.
     fn erase_moved_and_map(&self, m: &Migrated<'_>, valid: impl FnOnce() -> bool) -> bool {
         let g = self.state.lock();
         self.note_moved(&g);
         let start_pfn = m.start() >> PAGE_SHIFT;
+        let mut moved_any = false;
         for i in 0..m.len() {
             let Some(moved) = m.moved(i) else {
                 continue;
             };
+            moved_any = true;
             let nr = if moved.large { HPAGE_PMD_NR } else { 1 };
             // `erase_range` takes the last pfn, not the end.
             let last = (start_pfn + i + nr).min(start_pfn + m.len()) - 1;
             g.table.erase_range(start_pfn + i, last);
         }
-        valid() && self.map_moved(&g, m).is_ok()
+        !moved_any || (valid() && self.map_moved(&g, m).is_ok())
     }
 
     /// Stores the device pages a migration to the device moved in, from its dst
@@ -481,12 +486,8 @@ impl DmirrorFile {
                 let mapped = m.erase_moved_and_map(&done, || {
                     seq.is_some_and(|seq| !self.notifier.read_retry(seq))
                 });
-                // A window where nothing moved (no page and no hole) has nothing new to
-                // map: skip the page table walk (under contention most attempts move
-                // nothing, and that walk retries on every other thread's invalidation).
-                let moved_any = (0..done.len()).any(|i| done.moved(i).is_some());
                 done.finalize();
-                if !mapped && moved_any {
+                if !mapped {
                     let _ = self.map_device_pages(&guard, addr, next);
                 }
                 addr = next;
